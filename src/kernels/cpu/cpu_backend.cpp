@@ -1,0 +1,182 @@
+// The CPU backend: float32 tensors in host memory, ops from kernels/cpu. Each op checks its
+// preconditions (devices, dtypes, shapes) so that a wiring mistake is an Error, not a wrong
+// answer.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "kernels/cpu/cpu_ops.h"
+#include "runtime/backend.h"
+#include "runtime/error.h"
+
+namespace nanovllm {
+namespace {
+
+void expect(bool ok, const char* op, const std::string& what) {
+  if (!ok) throw Error(std::string("cpu backend: ") + op + ": " + what);
+}
+void expect_f32(const Tensor& t, const char* op, const char* name) {
+  expect(t.device() == Device::CPU && t.dtype() == DType::F32, op,
+         std::string(name) + " must be a float32 CPU tensor");
+}
+void expect_i32(const Tensor& t, const char* op, const char* name) {
+  expect(t.device() == Device::CPU && t.dtype() == DType::I32, op,
+         std::string(name) + " must be an int32 CPU tensor");
+}
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+  Device device() const override { return Device::CPU; }
+  DType compute_dtype() const override { return DType::F32; }
+
+  Tensor empty(const std::vector<int64_t>& shape, DType dtype) override {
+    int64_t n = 1;
+    for (int64_t d : shape) {
+      expect(d >= 0, "empty", "negative dimension in " + shape_string(shape));
+      n *= d;
+    }
+    const size_t bytes = static_cast<size_t>(n) * dtype_size(dtype);
+    // 64-byte alignment: whole cache lines per row start, and aligned vector loads.
+    const size_t rounded = (bytes + 63) / 64 * 64;
+    void* p = rounded ? std::aligned_alloc(64, rounded) : nullptr;
+    if (rounded && !p) throw Error("cpu backend: out of memory allocating " + std::to_string(bytes) + " bytes");
+    return Tensor(dtype, shape, Device::CPU, std::shared_ptr<void>(p, std::free), p);
+  }
+
+  void copy_from_host(Tensor& dst, const void* src, size_t nbytes) override {
+    expect(nbytes <= dst.nbytes(), "copy_from_host", "source larger than destination");
+    if (nbytes) std::memcpy(dst.data(), src, nbytes);
+  }
+  void copy_to_host(void* dst, const Tensor& src, size_t nbytes) override {
+    expect(nbytes <= src.nbytes(), "copy_to_host", "destination larger than source");
+    if (nbytes) std::memcpy(dst, src.data(), nbytes);
+  }
+
+  void load_rows(Tensor& dst, int64_t row_offset, const TensorView& src) override {
+    expect_f32(dst, "load_rows", "dst");
+    const int64_t rows = src.shape.empty() ? 1 : src.shape[0];
+    const int64_t dst_rows = dst.rank() == 0 ? 1 : dst.dim(0);
+    const int64_t row_elems = dst_rows ? dst.numel() / dst_rows : 0;
+    expect(row_offset >= 0 && row_offset + rows <= dst_rows && src.numel() == rows * row_elems,
+           "load_rows", "source " + shape_string(src.shape) + " does not fit rows [" +
+                            std::to_string(row_offset) + ", ...) of " + shape_string(dst.shape()));
+    float* out = dst.data_as<float>() + row_offset * row_elems;
+    const size_t n = static_cast<size_t>(src.numel());
+    // Convert in chunks on both cores: loading is a pass over every weight byte.
+    const size_t chunk = 1 << 16;
+    const size_t esz = dtype_size(src.dtype);
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < (n + chunk - 1) / chunk; ++c) {
+      const size_t b = c * chunk, len = std::min(chunk, n - b);
+      convert_to_f32(src.dtype, src.data + b * esz, out + b, len);
+    }
+  }
+
+  void synchronize() override {}
+
+  void embedding(const Tensor& ids, const Tensor& table, Tensor& out) override {
+    expect_i32(ids, "embedding", "ids");
+    expect_f32(table, "embedding", "table");
+    expect_f32(out, "embedding", "out");
+    expect(table.rank() == 2 && out.rank() == 2 && out.dim(0) == ids.numel() &&
+               out.dim(1) == table.dim(1), "embedding", "shape mismatch");
+    cpu::embedding(ids.data_as<int32_t>(), table.data_as<float>(), out.data_as<float>(),
+                   ids.numel(), table.dim(0), table.dim(1));
+  }
+
+  void rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& out) override {
+    expect_f32(x, "rms_norm", "x");
+    expect(x.shape() == out.shape() && w.numel() == x.dim(-1), "rms_norm", "shape mismatch");
+    cpu::rms_norm(x.data_as<float>(), w.data_as<float>(), eps, out.data_as<float>(),
+                  x.numel() / x.dim(-1), x.dim(-1));
+  }
+
+  void add_rms_norm(Tensor& x, Tensor& residual, const Tensor& w, float eps) override {
+    expect_f32(x, "add_rms_norm", "x");
+    expect(x.shape() == residual.shape() && w.numel() == x.dim(-1), "add_rms_norm",
+           "shape mismatch");
+    cpu::add_rms_norm(x.data_as<float>(), residual.data_as<float>(), w.data_as<float>(), eps,
+                      x.numel() / x.dim(-1), x.dim(-1));
+  }
+
+  void linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) override {
+    expect_f32(x, "linear", "x");
+    expect_f32(w, "linear", "weight");
+    expect_f32(out, "linear", "out");
+    expect(x.rank() == 2 && w.rank() == 2 && out.rank() == 2 && x.dim(1) == w.dim(1) &&
+               out.dim(0) == x.dim(0) && out.dim(1) == w.dim(0) &&
+               (!bias || bias->numel() == w.dim(0)),
+           "linear", "x " + shape_string(x.shape()) + ", weight " + shape_string(w.shape()) +
+                         ", out " + shape_string(out.shape()));
+    cpu::linear(x.data_as<float>(), w.data_as<float>(), bias ? bias->data_as<float>() : nullptr,
+                out.data_as<float>(), x.dim(0), w.dim(0), w.dim(1));
+  }
+
+  void qk_norm_rope(Tensor& qkv, int nh, int nkv, int d, const Tensor* q_w, const Tensor* k_w,
+                    float eps, const Tensor& cos_sin, const Tensor& positions) override {
+    expect_f32(qkv, "qk_norm_rope", "qkv");
+    expect_i32(positions, "qk_norm_rope", "positions");
+    expect(qkv.rank() == 2 && qkv.dim(1) == static_cast<int64_t>(nh + 2 * nkv) * d &&
+               positions.numel() == qkv.dim(0) && cos_sin.rank() == 2 && cos_sin.dim(1) == d &&
+               d % 2 == 0 && (!q_w || q_w->numel() == d) && (!k_w || k_w->numel() == d),
+           "qk_norm_rope", "shape mismatch");
+    cpu::qk_norm_rope(qkv.data_as<float>(), qkv.dim(0), nh, nkv, d,
+                      q_w ? q_w->data_as<float>() : nullptr, k_w ? k_w->data_as<float>() : nullptr,
+                      eps, cos_sin.data_as<float>(), cos_sin.dim(0), positions.data_as<int32_t>());
+  }
+
+  void silu_and_mul(const Tensor& gate_up, Tensor& out) override {
+    expect_f32(gate_up, "silu_and_mul", "gate_up");
+    expect(gate_up.rank() == 2 && out.rank() == 2 && gate_up.dim(1) == 2 * out.dim(1) &&
+               gate_up.dim(0) == out.dim(0), "silu_and_mul", "shape mismatch");
+    cpu::silu_and_mul(gate_up.data_as<float>(), out.data_as<float>(), out.dim(0), out.dim(1));
+  }
+
+  void store_kv(const Tensor& qkv, int nh, int nkv, int d, Tensor& k_cache, Tensor& v_cache,
+                const AttentionMetadata& meta) override {
+    expect_f32(qkv, "store_kv", "qkv");
+    expect_f32(k_cache, "store_kv", "k_cache");
+    expect(k_cache.shape() == v_cache.shape() && k_cache.rank() == 4 && k_cache.dim(2) == nkv &&
+               k_cache.dim(3) == d && meta.slot_mapping.numel() == qkv.dim(0),
+           "store_kv", "shape mismatch");
+    cpu::store_kv(qkv.data_as<float>(), qkv.dim(0), nh, nkv, d, k_cache.data_as<float>(),
+                  v_cache.data_as<float>(), k_cache.dim(0) * k_cache.dim(1),
+                  meta.slot_mapping.data_as<int32_t>());
+  }
+
+  void attention(const Tensor& qkv, int nh, int nkv, int d, float scale, const Tensor& k_cache,
+                 const Tensor& v_cache, const AttentionMetadata& meta, Tensor& out) override {
+    expect_f32(qkv, "attention", "qkv");
+    expect_f32(out, "attention", "out");
+    expect(nkv > 0 && nh % nkv == 0, "attention", "query heads not a multiple of kv heads");
+    expect(out.rank() == 2 && out.dim(0) == qkv.dim(0) && out.dim(1) == static_cast<int64_t>(nh) * d &&
+               k_cache.rank() == 4 && k_cache.dim(1) == meta.block_size &&
+               meta.block_tables.rank() == 2 && meta.block_tables.dim(0) == meta.num_seqs &&
+               meta.cu_seqlens_q.numel() == meta.num_seqs + 1 &&
+               meta.context_lens.numel() == meta.num_seqs,
+           "attention", "shape mismatch");
+    cpu::paged_attention(qkv.data_as<float>(), nh, nkv, d, scale, k_cache.data_as<float>(),
+                         v_cache.data_as<float>(), meta.block_size, k_cache.dim(0), meta.num_seqs,
+                         meta.cu_seqlens_q.data_as<int32_t>(), meta.context_lens.data_as<int32_t>(),
+                         meta.block_tables.data_as<int32_t>(),
+                         static_cast<int>(meta.block_tables.dim(1)), out.data_as<float>());
+  }
+
+  void gather_rows(const Tensor& x, const Tensor& rows, Tensor& out) override {
+    expect_f32(x, "gather_rows", "x");
+    expect_i32(rows, "gather_rows", "rows");
+    expect(out.rank() == 2 && out.dim(0) == rows.numel() && out.dim(1) == x.dim(1),
+           "gather_rows", "shape mismatch");
+    cpu::gather_rows(x.data_as<float>(), rows.data_as<int32_t>(), out.data_as<float>(),
+                     rows.numel(), x.dim(0), x.dim(1));
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace nanovllm

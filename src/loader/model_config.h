@@ -1,0 +1,65 @@
+// config.json and generation_config.json of a Hugging Face model folder, validated.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/dtype.h"
+
+namespace nanovllm {
+
+struct ModelConfig {
+  std::filesystem::path path;           // the config.json it came from
+  std::string architecture;             // architectures[0], e.g. "Qwen3ForCausalLM"
+  std::string model_type;               // e.g. "qwen3"
+  // Required.
+  int hidden_size = 0;
+  int num_hidden_layers = 0;
+  int num_attention_heads = 0;
+  int num_key_value_heads = 0;
+  int intermediate_size = 0;
+  int vocab_size = 0;
+  int max_position_embeddings = 0;
+  // Optional, with Hugging Face's defaults.
+  int head_dim = 0;                     // default hidden_size / num_attention_heads
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000.0;
+  DType torch_dtype = DType::F32;       // the dtype the checkpoint was saved in
+  bool tie_word_embeddings = false;
+  bool attention_bias = false;
+  std::string hidden_act = "silu";
+  std::vector<int> eos_token_ids;       // from config.json; generation_config may override
+  std::optional<int> bos_token_id;
+};
+
+struct GenerationConfig {
+  bool present = false;                 // whether generation_config.json existed
+  std::vector<int> eos_token_ids;
+  std::optional<int> bos_token_id;
+  std::optional<int> pad_token_id;
+  std::optional<bool> do_sample;
+  std::optional<double> temperature;
+  std::optional<double> top_p;
+  std::optional<int> top_k;
+  std::optional<double> min_p;
+  std::optional<double> repetition_penalty;
+  std::optional<int> max_new_tokens;
+};
+
+// Parses and validates JSON text; `where` names the file in errors. Errors name the field:
+// a missing required field, a wrong type, a non-positive size, heads not divisible by kv heads,
+// an unknown dtype, or a feature we cannot run (rope scaling, sliding window, another activation).
+ModelConfig parse_model_config(const std::string& json_text, const std::filesystem::path& where);
+ModelConfig load_model_config(const std::filesystem::path& model_dir);
+
+GenerationConfig parse_generation_config(const std::string& json_text,
+                                         const std::filesystem::path& where);
+// Returns a GenerationConfig with present=false when the folder has no generation_config.json.
+GenerationConfig load_generation_config(const std::filesystem::path& model_dir);
+
+// Reads a whole small file into a string; Error naming the path if it cannot.
+std::string read_text_file(const std::filesystem::path& path);
+
+}  // namespace nanovllm

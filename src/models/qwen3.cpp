@@ -1,0 +1,140 @@
+// Qwen3ForCausalLM: pre-norm decoder layers of grouped-query attention (with RMSNorm on each
+// query and key head before the rotary embedding) and a SwiGLU MLP; tied or untied lm_head.
+// Checkpoint names follow Hugging Face's; q/k/v and gate/up are packed into one GEMM each.
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "layers/linear.h"
+#include "layers/norm.h"
+#include "layers/rotary.h"
+#include "models/model.h"
+
+namespace nanovllm {
+namespace {
+
+struct Qwen3Layer {
+  Qwen3Layer(Backend& b, const ModelConfig& c, const std::string& p)
+      : input_norm(b, p + ".input_layernorm", c.hidden_size, static_cast<float>(c.rms_norm_eps)),
+        qkv_proj(b, c.hidden_size,
+                 {{p + ".self_attn.q_proj", int64_t{c.num_attention_heads} * c.head_dim},
+                  {p + ".self_attn.k_proj", int64_t{c.num_key_value_heads} * c.head_dim},
+                  {p + ".self_attn.v_proj", int64_t{c.num_key_value_heads} * c.head_dim}},
+                 c.attention_bias),
+        q_norm(b, p + ".self_attn.q_norm", c.head_dim, static_cast<float>(c.rms_norm_eps)),
+        k_norm(b, p + ".self_attn.k_norm", c.head_dim, static_cast<float>(c.rms_norm_eps)),
+        o_proj(b, int64_t{c.num_attention_heads} * c.head_dim, {{p + ".self_attn.o_proj", c.hidden_size}},
+               c.attention_bias),
+        post_attn_norm(b, p + ".post_attention_layernorm", c.hidden_size,
+                       static_cast<float>(c.rms_norm_eps)),
+        gate_up_proj(b, c.hidden_size,
+                     {{p + ".mlp.gate_proj", c.intermediate_size}, {p + ".mlp.up_proj", c.intermediate_size}},
+                     false),
+        down_proj(b, c.intermediate_size, {{p + ".mlp.down_proj", c.hidden_size}}, false) {}
+
+  void register_params(ParamRegistry& reg) {
+    input_norm.register_params(reg);
+    qkv_proj.register_params(reg);
+    q_norm.register_params(reg);
+    k_norm.register_params(reg);
+    o_proj.register_params(reg);
+    post_attn_norm.register_params(reg);
+    gate_up_proj.register_params(reg);
+    down_proj.register_params(reg);
+  }
+
+  RMSNorm input_norm;
+  Linear qkv_proj;
+  RMSNorm q_norm, k_norm;
+  Linear o_proj;
+  RMSNorm post_attn_norm;
+  Linear gate_up_proj, down_proj;
+};
+
+class Qwen3ForCausalLM final : public CausalLM {
+ public:
+  Qwen3ForCausalLM(const ModelConfig& c, Backend& b)
+      : c_(c), b_(b),
+        embed_(b.empty({c.vocab_size, c.hidden_size}, b.compute_dtype())),
+        final_norm_(b, "model.norm", c.hidden_size, static_cast<float>(c.rms_norm_eps)),
+        rotary_(b, c.head_dim, c.max_position_embeddings, c.rope_theta) {
+    for (int i = 0; i < c.num_hidden_layers; ++i)
+      layers_.push_back(std::make_unique<Qwen3Layer>(b, c, "model.layers." + std::to_string(i)));
+    reg_.add("model.embed_tokens.weight", &embed_, {c.vocab_size, c.hidden_size});
+    for (auto& l : layers_) l->register_params(reg_);
+    final_norm_.register_params(reg_);
+    if (c.tie_word_embeddings) {
+      reg_.allow_unused("lm_head.weight");  // some exporters save the tied copy anyway
+    } else {
+      lm_head_ = std::make_unique<Linear>(b, c.hidden_size,
+                                          std::vector<std::pair<std::string, int64_t>>{{"lm_head", c.vocab_size}},
+                                          false);
+      lm_head_->register_params(reg_);
+    }
+    // Older exports save the rotary inverse frequencies as a buffer; we compute our own.
+    reg_.allow_unused_if([](const std::string& n) { return n.ends_with(".rotary_emb.inv_freq"); });
+  }
+
+  const ModelConfig& config() const override { return c_; }
+  ParamRegistry& params() override { return reg_; }
+  int num_kv_heads() const override { return c_.num_key_value_heads; }
+  int head_dim() const override { return c_.head_dim; }
+
+  Tensor forward(const Tensor& ids, const AttentionMetadata& meta, KVCache& cache) override {
+    const int64_t T = ids.numel(), H = c_.hidden_size;
+    const int nh = c_.num_attention_heads, nkv = c_.num_key_value_heads, d = c_.head_dim;
+    const DType dt = b_.compute_dtype();
+    const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+    Tensor h = b_.empty({T, H}, dt), residual = b_.empty({T, H}, dt);
+    Tensor qkv = b_.empty({T, static_cast<int64_t>(nh + 2 * nkv) * d}, dt);
+    Tensor attn = b_.empty({T, static_cast<int64_t>(nh) * d}, dt);
+    Tensor gate_up = b_.empty({T, 2 * int64_t{c_.intermediate_size}}, dt);
+    Tensor act = b_.empty({T, int64_t{c_.intermediate_size}}, dt);
+
+    b_.embedding(ids, embed_, residual);
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      Qwen3Layer& L = *layers_[i];
+      if (i == 0) L.input_norm.forward(b_, residual, h);  // the residual stream starts as the embedding
+      else L.input_norm.forward_residual(b_, h, residual);
+      L.qkv_proj.forward(b_, h, qkv);
+      b_.qk_norm_rope(qkv, nh, nkv, d, &L.q_norm.weight(), &L.k_norm.weight(), L.q_norm.eps(),
+                      rotary_.cos_sin(), meta.positions);
+      b_.store_kv(qkv, nh, nkv, d, cache.k[i], cache.v[i], meta);
+      b_.attention(qkv, nh, nkv, d, scale, cache.k[i], cache.v[i], meta, attn);
+      L.o_proj.forward(b_, attn, h);
+      L.post_attn_norm.forward_residual(b_, h, residual);
+      L.gate_up_proj.forward(b_, h, gate_up);
+      b_.silu_and_mul(gate_up, act);
+      L.down_proj.forward(b_, act, h);
+    }
+    if (layers_.empty()) final_norm_.forward(b_, residual, h);
+    else final_norm_.forward_residual(b_, h, residual);
+    return h;
+  }
+
+  Tensor compute_logits(const Tensor& hidden) override {
+    Tensor logits = b_.empty({hidden.dim(0), int64_t{c_.vocab_size}}, b_.compute_dtype());
+    if (lm_head_) lm_head_->forward(b_, hidden, logits);
+    else b_.linear(hidden, embed_, nullptr, logits);
+    return logits;
+  }
+
+ private:
+  ModelConfig c_;
+  Backend& b_;
+  Tensor embed_;  // (vocab, hidden)
+  std::vector<std::unique_ptr<Qwen3Layer>> layers_;
+  RMSNorm final_norm_;
+  std::unique_ptr<Linear> lm_head_;  // null when tied to embed_
+  RotaryEmbedding rotary_;
+  ParamRegistry reg_;
+};
+
+}  // namespace
+
+std::unique_ptr<CausalLM> make_qwen3(const ModelConfig& c, Backend& b) {
+  return std::make_unique<Qwen3ForCausalLM>(c, b);
+}
+
+}  // namespace nanovllm

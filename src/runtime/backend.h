@@ -1,0 +1,67 @@
+// The op interface. Model and layer code computes only through a Backend, so the same model
+// file runs on the CPU reference and on CUDA. A backend is chosen once, when the engine starts.
+//
+// Shapes use T = tokens in the step, H = hidden size, N/K = a linear layer's output/input
+// features, V = vocabulary, nh / nkv = query / key-value heads, d = head_dim.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "loader/tensor_view.h"
+#include "runtime/attention_metadata.h"
+#include "runtime/tensor.h"
+
+namespace nanovllm {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual Device device() const = 0;
+  // The dtype parameters and activations are held in (F32 on the CPU).
+  virtual DType compute_dtype() const = 0;
+
+  // Memory. Contents of empty() are unspecified.
+  virtual Tensor empty(const std::vector<int64_t>& shape, DType dtype) = 0;
+  virtual void copy_from_host(Tensor& dst, const void* src, size_t nbytes) = 0;
+  virtual void copy_to_host(void* dst, const Tensor& src, size_t nbytes) = 0;
+  // Writes a checkpoint tensor (any floating dtype) into rows [row_offset, row_offset +
+  // src.shape[0]) of `dst`, converting to dst's dtype. Used to load packed weights (qkv_proj).
+  virtual void load_rows(Tensor& dst, int64_t row_offset, const TensorView& src) = 0;
+  // Blocks until all queued work is done (a no-op on the CPU).
+  virtual void synchronize() = 0;
+
+  // out (T, H) = table[ids] ; ids (T,) int32, table (V, H).
+  virtual void embedding(const Tensor& ids, const Tensor& table, Tensor& out) = 0;
+  // out (T, H) = x / rms(x) * weight, per row.
+  virtual void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) = 0;
+  // Fused residual add and norm: residual += x; x = rms_norm(residual) * weight.
+  virtual void add_rms_norm(Tensor& x, Tensor& residual, const Tensor& weight, float eps) = 0;
+  // out (T, N) = x (T, K) @ weight (N, K)^T [+ bias (N,)]. bias may be null.
+  virtual void linear(const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor& out) = 0;
+  // In place on qkv (T, (nh + 2 nkv) d): RMSNorm each q head with q_weight (d,) and each k head
+  // with k_weight (d,), then rotate q and k (rotate-half layout) by cos_sin (max_pos, d) at
+  // `positions` (T,) int32; v is untouched. cos_sin row p = [cos(p f_0..f_{d/2-1}), sin(...)].
+  virtual void qk_norm_rope(Tensor& qkv, int num_heads, int num_kv_heads, int head_dim,
+                            const Tensor* q_weight, const Tensor* k_weight, float eps,
+                            const Tensor& cos_sin, const Tensor& positions) = 0;
+  // out (T, I) = silu(gate_up[:, :I]) * gate_up[:, I:] ; gate_up (T, 2I).
+  virtual void silu_and_mul(const Tensor& gate_up, Tensor& out) = 0;
+  // Writes k and v (T, nkv, d) — taken from qkv (T, (nh + 2 nkv) d) — into the caches
+  // (num_blocks, block_size, nkv, d) at meta.slot_mapping.
+  virtual void store_kv(const Tensor& qkv, int num_heads, int num_kv_heads, int head_dim,
+                        Tensor& k_cache, Tensor& v_cache, const AttentionMetadata& meta) = 0;
+  // Causal grouped-query attention of the q part of qkv over the paged caches.
+  // out (T, nh d). Query row i of sequence s sits at position context_lens[s] - q_len + i.
+  virtual void attention(const Tensor& qkv, int num_heads, int num_kv_heads, int head_dim,
+                         float scale, const Tensor& k_cache, const Tensor& v_cache,
+                         const AttentionMetadata& meta, Tensor& out) = 0;
+  // out (R, H) = x[rows] ; rows (R,) int32. Picks the rows that need logits.
+  virtual void gather_rows(const Tensor& x, const Tensor& rows, Tensor& out) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend();
+
+}  // namespace nanovllm
