@@ -37,12 +37,19 @@ std::vector<int32_t> parse_ids(const std::string& s) {
   return ids;
 }
 
-int predict(const std::string& model_dir, const std::string& tokens, int top) {
+int predict(const std::string& model_dir, const std::string& tokens, int top,
+            const std::string& logits_out) {
   auto backend = make_cpu_backend();
   auto model = load_model(model_dir, *backend);
   const auto ids = parse_ids(tokens);
   const PromptLogits out = prompt_logits(*model, *backend, {ids});
   const int64_t V = out.vocab_size;
+  if (!logits_out.empty()) {  // every position's logits, raw float32 (len, vocab), for comparisons
+    FILE* f = std::fopen(logits_out.c_str(), "wb");
+    if (!f || std::fwrite(out.logits[0].data(), sizeof(float), out.logits[0].size(), f) != out.logits[0].size())
+      throw Error(logits_out + ": cannot write");
+    std::fclose(f);
+  }
   const float* last = out.logits[0].data() + (ids.size() - 1) * V;
   // log-softmax of the last position, then the top entries.
   const float mx = *std::max_element(last, last + V);
@@ -67,7 +74,8 @@ int inspect(const std::string& model_dir, bool list) {
   const Checkpoint ckpt = open_checkpoint(model_dir);
   int64_t params = 0, bytes = 0;
   for (const auto& [name, v] : ckpt.tensors) params += v.numel(), bytes += static_cast<int64_t>(v.nbytes);
-  std::printf("architecture        %s (model_type %s)\n", c.architecture.c_str(), c.model_type.c_str());
+  std::printf("architecture        %s (model_type %s)\n",
+              c.architecture.empty() ? "(not given)" : c.architecture.c_str(), c.model_type.c_str());
   std::printf("layers / hidden     %d / %d, intermediate %d, vocab %d\n", c.num_hidden_layers,
               c.hidden_size, c.intermediate_size, c.vocab_size);
   std::printf("heads               %d query, %d kv, head_dim %d\n", c.num_attention_heads,
@@ -132,6 +140,8 @@ int main(int argc, char** argv) {
   p->add_option("-m,--model", model_dir, "Hugging Face model folder")->required();
   p->add_option("-t,--tokens", tokens, "Comma-separated prompt token ids, e.g. 1,2,3")->required();
   p->add_option("--top", top, "How many candidates to show")->check(CLI::PositiveNumber);
+  std::string logits_out;
+  p->add_option("--logits-out", logits_out, "Write every position's logits (float32, len x vocab) here");
 
   auto* i = app.add_subcommand("inspect", "Show a model folder's config, checkpoint and sizes");
   i->add_option("-m,--model", model_dir, "Hugging Face model folder")->required();
@@ -143,7 +153,7 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   try {
-    if (*p) return predict(model_dir, tokens, top);
+    if (*p) return predict(model_dir, tokens, top, logits_out);
     if (*i) return inspect(model_dir, list);
     if (*l) return load_timing(model_dir, cold);
   } catch (const std::exception& e) {
