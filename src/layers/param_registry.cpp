@@ -44,7 +44,7 @@ void ParamRegistry::load(const TensorMap& tensors, Backend& backend, const std::
   for (const auto& [name, view] : tensors) {
     if (wanted.count(name)) continue;
     if (std::find(unused_ok_.begin(), unused_ok_.end(), name) != unused_ok_.end()) continue;
-    if (std::any_of(unused_ok_if_.begin(), unused_ok_if_.end(), [&](const auto& p) { return p(name); }))
+    if (std::any_of(unused_ok_if_.begin(), unused_ok_if_.end(), [&, n = name](const auto& p) { return p(n); }))
       continue;
     unexpected.push_back(name + " " + shape_string(view.shape));
   }
