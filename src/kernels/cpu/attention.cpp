@@ -14,7 +14,7 @@ void store_kv(const float* qkv, int64_t T, int nh, int nkv, int d, float* k_cach
               float* v_cache, int64_t num_slots, const int32_t* slot_mapping) {
   const int64_t row = static_cast<int64_t>(nh + 2 * nkv) * d;
   const int64_t kv_width = static_cast<int64_t>(nkv) * d;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (T * kv_width > kParallelMinWork)
   for (int64_t t = 0; t < T; ++t) {
     const int64_t slot = slot_mapping[t];
     if (slot < 0 || slot >= num_slots) continue;  // -1: this token's K/V is not stored
@@ -33,7 +33,7 @@ void paged_attention(const float* qkv, int nh, int nkv, int d, float scale,
   const int64_t kv_width = static_cast<int64_t>(nkv) * d;
   const int group = nh / nkv;
   // One work item per (sequence, query head): independent, so both cores split them.
-#pragma omp parallel
+#pragma omp parallel if (int64_t{cu_seqlens_q[num_seqs]} * nh * d * 16 > kParallelMinWork)
   {
     std::vector<double> scores;
     std::vector<double> acc(d);

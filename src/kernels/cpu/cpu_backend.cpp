@@ -68,7 +68,7 @@ class CpuBackend final : public Backend {
     // Convert in chunks on both cores: loading is a pass over every weight byte.
     const size_t chunk = 1 << 16;
     const size_t esz = dtype_size(src.dtype);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > static_cast<size_t>(cpu::kParallelMinWork))
     for (size_t c = 0; c < (n + chunk - 1) / chunk; ++c) {
       const size_t b = c * chunk, len = std::min(chunk, n - b);
       convert_to_f32(src.dtype, src.data + b * esz, out + b, len);
@@ -172,6 +172,14 @@ class CpuBackend final : public Backend {
            "gather_rows", "shape mismatch");
     cpu::gather_rows(x.data_as<float>(), rows.data_as<int32_t>(), out.data_as<float>(),
                      rows.numel(), x.dim(0), x.dim(1));
+  }
+
+  SamplerOutput sample(const Tensor& logits, const SamplingBatch& batch) override {
+    expect_f32(logits, "sample", "logits");
+    expect(logits.rank() == 2 && static_cast<size_t>(logits.dim(0)) == batch.size() &&
+               batch.banned.size() == batch.size() && batch.tokens.size() == batch.size(),
+           "sample", "batch does not match the logits' rows");
+    return cpu::sample(logits.data_as<float>(), logits.dim(0), logits.dim(1), batch);
   }
 };
 

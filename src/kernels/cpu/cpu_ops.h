@@ -5,7 +5,13 @@
 
 #include <cstdint>
 
+#include "runtime/sampling.h"
+
 namespace nanovllm::cpu {
+
+// Below this much work (elements or multiply-adds) an op runs on one thread: waking a team
+// costs more than it saves, and spinning threads hurt neighbours on a loaded machine.
+constexpr int64_t kParallelMinWork = int64_t{1} << 15;
 
 // out (T, N) = x (T, K) @ w (N, K)^T [+ bias (N,)]
 void linear(const float* x, const float* w, const float* bias, float* out, int64_t T, int64_t N,
@@ -29,5 +35,7 @@ void paged_attention(const float* qkv, int nh, int nkv, int d, float scale,
                      int max_blocks_per_seq, float* out);
 void gather_rows(const float* x, const int32_t* rows, float* out, int64_t R, int64_t T,
                  int64_t H);
+
+SamplerOutput sample(const float* logits, int64_t R, int64_t V, const SamplingBatch& batch);
 
 }  // namespace nanovllm::cpu

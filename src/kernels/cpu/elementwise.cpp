@@ -10,7 +10,7 @@ void embedding(const int32_t* ids, const float* table, float* out, int64_t T, in
                int64_t H) {
   // Ids are validated against V by the caller (the engine refuses bad requests); an id out of
   // range here would be a bug, so it yields zeros rather than reading outside the table.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (T * H > kParallelMinWork)
   for (int64_t t = 0; t < T; ++t) {
     if (ids[t] < 0 || ids[t] >= V) {
       std::memset(out + t * H, 0, sizeof(float) * H);
@@ -21,7 +21,7 @@ void embedding(const int32_t* ids, const float* table, float* out, int64_t T, in
 }
 
 void silu_and_mul(const float* gate_up, float* out, int64_t T, int64_t I) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (T * I > kParallelMinWork)
   for (int64_t t = 0; t < T; ++t) {
     const float* g = gate_up + t * 2 * I;
     const float* u = g + I;

@@ -66,7 +66,7 @@ void linear(const float* x, const float* w, const float* bias, float* out, int64
             int64_t K) {
   const int64_t n_tiles = (N + kTileN - 1) / kTileN;
   // Parallel over output features: each thread streams its own slice of the weights once.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (T * N * K > 8 * kParallelMinWork)
   for (int64_t nt = 0; nt < n_tiles; ++nt) {
     const int64_t n0 = nt * kTileN;
     const int nn = static_cast<int>(std::min<int64_t>(kTileN, N - n0));
@@ -74,7 +74,7 @@ void linear(const float* x, const float* w, const float* bias, float* out, int64
       tile(x, w, out, m0, static_cast<int>(std::min<int64_t>(kTileM, T - m0)), n0, nn, N, K);
   }
   if (bias) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (T * N > kParallelMinWork)
     for (int64_t m = 0; m < T; ++m)
       for (int64_t n = 0; n < N; ++n) out[m * N + n] += bias[n];
   }

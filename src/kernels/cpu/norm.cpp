@@ -15,12 +15,12 @@ inline void norm_row(const float* x, const float* w, float eps, float* out, int6
 }  // namespace
 
 void rms_norm(const float* x, const float* w, float eps, float* out, int64_t T, int64_t H) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (T * H > kParallelMinWork)
   for (int64_t t = 0; t < T; ++t) norm_row(x + t * H, w, eps, out + t * H, H);
 }
 
 void add_rms_norm(float* x, float* residual, const float* w, float eps, int64_t T, int64_t H) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (T * H > kParallelMinWork)
   for (int64_t t = 0; t < T; ++t) {
     float* r = residual + t * H;
     float* xr = x + t * H;

@@ -30,7 +30,7 @@ void qk_norm_rope(float* qkv, int64_t T, int nh, int nkv, int d, const float* q_
                   const float* k_w, float eps, const float* cos_sin, int64_t max_pos,
                   const int32_t* positions) {
   const int64_t row = static_cast<int64_t>(nh + 2 * nkv) * d;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (T * row > kParallelMinWork)
   for (int64_t t = 0; t < T; ++t) {
     const int64_t p = positions[t] < 0 ? 0 : (positions[t] >= max_pos ? max_pos - 1 : positions[t]);
     const float* cs = cos_sin + p * d;

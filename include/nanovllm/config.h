@@ -1,0 +1,29 @@
+// The engine's configuration, after Nano-vLLM's Config (same names and, where they make sense
+// on every backend, the same defaults).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace nanovllm {
+
+struct Config {
+  std::string model;                   // a model folder
+  int max_num_batched_tokens = 16384;  // tokens in one step (prefill chunks + decodes)
+  int max_num_seqs = 512;              // sequences in one step
+  int max_model_len = 4096;            // prompt + output; capped at max_position_embeddings
+  double gpu_memory_utilization = 0.9; // fraction of device memory the engine may use
+  int tensor_parallel_size = 1;
+  bool enforce_eager = false;          // no CUDA graphs
+  int kvcache_block_size = 256;        // tokens per KV-cache block
+  int num_kvcache_blocks = -1;         // -1: sized from memory (CPU: from cpu_kvcache_bytes)
+  bool enable_prefix_caching = true;
+  bool enable_chunked_prefill = true;  // split long prompts across steps
+  int64_t cpu_kvcache_bytes = int64_t{1} << 30;  // the CPU backend's KV budget when sizing
+  std::string backend = "cpu";         // "cpu" (the CUDA backend lands with its issue)
+
+  // Throws nanovllm::Error naming the first invalid field.
+  void validate() const;
+};
+
+}  // namespace nanovllm

@@ -1,0 +1,215 @@
+#include "engine/llm_engine.h"
+
+#include <algorithm>
+
+#include "runtime/error.h"
+
+namespace nanovllm {
+
+LLMEngine::LLMEngine(Config config) : config_(std::move(config)), seed_rng_(std::random_device{}()) {
+  config_.validate();
+  if (config_.backend != "cpu")
+    throw Error("backend '" + config_.backend + "' is not available in this build (use \"cpu\")");
+  backend_ = make_cpu_backend();
+  model_ = load_model(config_.model, *backend_);
+  const ModelConfig& mc = model_->config();
+  config_.max_model_len = std::min(config_.max_model_len, mc.max_position_embeddings);
+  codec_ = load_text_codec(config_.model);
+
+  const GenerationConfig gen = load_generation_config(config_.model);
+  eos_ids_ = gen.present && !gen.eos_token_ids.empty() ? gen.eos_token_ids : mc.eos_token_ids;
+
+  int num_blocks = config_.num_kvcache_blocks;
+  if (num_blocks <= 0) {
+    const int64_t per_block = ModelRunner::block_bytes(mc, config_.kvcache_block_size, backend_->compute_dtype());
+    num_blocks = static_cast<int>(std::min<int64_t>(config_.cpu_kvcache_bytes / per_block, 1 << 20));
+    if (num_blocks <= 0)
+      throw Error("cpu_kvcache_bytes (" + std::to_string(config_.cpu_kvcache_bytes) +
+                  ") is smaller than one KV-cache block (" + std::to_string(per_block) + " bytes)");
+  }
+  blocks_ = std::make_unique<BlockManager>(num_blocks, config_.kvcache_block_size, config_.enable_prefix_caching);
+  scheduler_ = std::make_unique<Scheduler>(config_, *blocks_);
+  runner_ = std::make_unique<ModelRunner>(*model_, *backend_, num_blocks, config_.kvcache_block_size);
+}
+
+LLMEngine::~LLMEngine() = default;
+
+int64_t LLMEngine::add_request(const std::string& prompt, const SamplingParams& params) {
+  if (!codec_)
+    throw Error(config_.model + " has no tokenizer.json: give the prompt as token ids");
+  return add_request(codec_->encode(prompt), params);
+}
+
+int64_t LLMEngine::add_request(std::vector<int32_t> prompt, const SamplingParams& params) {
+  params.validate();
+  const ModelConfig& mc = model_->config();
+  if (prompt.empty()) throw Error("the prompt is empty");
+  for (int32_t id : prompt)
+    if (id < 0 || id >= mc.vocab_size)
+      throw Error("the prompt has token id " + std::to_string(id) + ", outside the vocabulary [0, " +
+                  std::to_string(mc.vocab_size) + ")");
+  const int len = static_cast<int>(prompt.size());
+  if (len >= config_.max_model_len)
+    throw Error("the prompt has " + std::to_string(len) + " tokens; max_model_len is " +
+                std::to_string(config_.max_model_len) + ", which leaves no room for output");
+  if (!params.stop.empty() && !codec_)
+    throw Error("stop strings need a tokenizer, and " + config_.model + " has no tokenizer.json");
+  // A request that could never hold all its tokens in the cache would wait forever.
+  const int64_t most_tokens = std::min<int64_t>(int64_t{len} + params.max_tokens, config_.max_model_len);
+  const int needed = blocks_->blocks_for(static_cast<int>(most_tokens));
+  if (needed > blocks_->num_blocks())
+    throw Error("the request needs up to " + std::to_string(needed) + " KV-cache blocks (" +
+                std::to_string(most_tokens) + " tokens) but the cache has only " +
+                std::to_string(blocks_->num_blocks()));
+
+  auto seq = std::make_unique<Sequence>();
+  seq->id = next_id_++;
+  seq->tokens = std::move(prompt);
+  seq->num_prompt_tokens = len;
+  seq->params = params;
+  seq->rng_seed = params.seed ? *params.seed : seed_rng_();
+  seq->arrival = seq->id;
+  if (codec_) streams_[seq->id] = codec_->stream(params.skip_special_tokens);
+  stats_.prompt_tokens += static_cast<uint64_t>(len);
+  scheduler_->add(seq.get());
+  const int64_t id = seq->id;
+  seqs_[id] = std::move(seq);
+  return id;
+}
+
+SamplingBatch LLMEngine::sampling_batch(const SchedulerOutput& out) const {
+  SamplingBatch b;
+  for (const auto& s : out.scheduled) {
+    if (!s.samples) continue;
+    const Sequence& seq = *s.seq;
+    const SamplingParams& p = seq.params;
+    b.temperature.push_back(static_cast<float>(p.temperature));
+    b.top_k.push_back(p.top_k);
+    b.top_p.push_back(static_cast<float>(p.top_p));
+    b.min_p.push_back(static_cast<float>(p.min_p));
+    b.repetition_penalty.push_back(static_cast<float>(p.repetition_penalty));
+    b.presence_penalty.push_back(static_cast<float>(p.presence_penalty));
+    b.frequency_penalty.push_back(static_cast<float>(p.frequency_penalty));
+    b.seed.push_back(seq.rng_seed);
+    b.step.push_back(static_cast<uint64_t>(seq.num_output_tokens()));
+    b.tokens.push_back(&seq.tokens);
+    b.num_prompt_tokens.push_back(seq.num_prompt_tokens);
+    std::vector<int32_t> banned;
+    if (seq.num_output_tokens() < p.min_tokens) {
+      if (!p.ignore_eos) banned = eos_ids_;
+      banned.insert(banned.end(), p.stop_token_ids.begin(), p.stop_token_ids.end());
+    }
+    b.banned.push_back(std::move(banned));
+    b.max_logprobs = std::max(b.max_logprobs, p.logprobs);
+  }
+  return b;
+}
+
+bool LLMEngine::append_token(Sequence& seq, int32_t token, float logprob,
+                             const std::vector<std::pair<int32_t, float>>* top) {
+  const SamplingParams& p = seq.params;
+  seq.tokens.push_back(token);
+  ++stats_.generated_tokens;
+  if (p.logprobs > 0) {
+    TokenLogprobs lp{token, logprob, {}};
+    if (top) lp.top.assign(top->begin(), top->begin() + std::min<size_t>(top->size(), p.logprobs));
+    seq.logprobs.push_back(std::move(lp));
+  }
+  auto stop_with = [&](const char* reason) {
+    seq.finish_reason = reason;
+    return true;
+  };
+  const int n_out = seq.num_output_tokens();
+  const bool may_stop = n_out >= p.min_tokens;
+  auto contains = [](const std::vector<int32_t>& v, int32_t t) { return std::find(v.begin(), v.end(), t) != v.end(); };
+  if (may_stop && !p.ignore_eos && contains(eos_ids_, token)) return stop_with("stop");
+  if (may_stop && contains(p.stop_token_ids, token)) return stop_with("stop");
+  if (auto it = streams_.find(seq.id); it != streams_.end()) {
+    const size_t before = seq.text.size();
+    seq.text += it->second->push(token);
+    if (may_stop && !p.stop.empty()) {
+      // A stop string may straddle tokens: search from where the newest text could complete one.
+      size_t longest = 0;
+      for (const auto& s : p.stop) longest = std::max(longest, s.size());
+      const size_t from = before >= longest ? before - longest + 1 : 0;
+      size_t cut = std::string::npos;
+      for (const auto& s : p.stop)
+        if (!s.empty()) cut = std::min(cut, seq.text.find(s, from));
+      if (cut != std::string::npos) {
+        seq.text.resize(cut);
+        streams_.erase(it);  // the rest of the text is not wanted
+        return stop_with("stop");
+      }
+    }
+  }
+  if (n_out >= p.max_tokens || seq.num_tokens() >= config_.max_model_len) return stop_with("length");
+  return false;
+}
+
+RequestOutput LLMEngine::output_of(const Sequence& seq) const {
+  RequestOutput o;
+  o.request_id = seq.id;
+  o.text = seq.text;
+  o.token_ids.assign(seq.tokens.begin() + seq.num_prompt_tokens, seq.tokens.end());
+  o.finish_reason = seq.finish_reason;
+  o.num_prompt_tokens = seq.num_prompt_tokens;
+  o.num_cached_tokens = seq.num_cached_tokens;
+  o.logprobs = seq.logprobs;
+  o.finished = true;
+  return o;
+}
+
+std::vector<RequestOutput> LLMEngine::step() {
+  std::vector<RequestOutput> done = std::move(aborted_);
+  aborted_.clear();
+  const SchedulerOutput out = scheduler_->schedule();
+  stats_.preemptions += static_cast<uint64_t>(out.num_preempted);
+  if (out.empty()) {
+    if (scheduler_->has_unfinished())
+      throw Error("scheduler: requests are waiting but none can be scheduled (the KV cache is too small)");
+    return done;
+  }
+  const SamplerOutput sampled = runner_->run(out, sampling_batch(out));
+  scheduler_->update_computed(out);
+  ++stats_.steps;
+  size_t row = 0;
+  for (const auto& s : out.scheduled) {
+    if (!s.samples) continue;
+    Sequence& seq = *s.seq;
+    const bool stop = append_token(seq, sampled.token[row], sampled.logprob[row],
+                                   sampled.top.empty() ? nullptr : &sampled.top[row]);
+    ++row;
+    if (!stop) continue;
+    if (auto it = streams_.find(seq.id); it != streams_.end()) seq.text += it->second->flush();
+    scheduler_->finish(&seq);
+    stats_.cached_prompt_tokens += static_cast<uint64_t>(seq.num_cached_tokens);
+    done.push_back(output_of(seq));
+    streams_.erase(seq.id);
+    seqs_.erase(seq.id);
+  }
+  return done;
+}
+
+void LLMEngine::abort(int64_t id) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return;
+  Sequence& seq = *it->second;
+  scheduler_->finish(&seq);
+  seq.finish_reason = "abort";
+  aborted_.push_back(output_of(seq));
+  streams_.erase(id);
+  seqs_.erase(it);
+}
+
+bool LLMEngine::has_unfinished() const { return scheduler_->has_unfinished() || !aborted_.empty(); }
+
+EngineStats LLMEngine::stats() const {
+  EngineStats s = stats_;
+  s.prefix_cache_hits = blocks_->hits();
+  s.prefix_cache_misses = blocks_->misses();
+  return s;
+}
+
+void LLMEngine::check_invariants() const { blocks_->check_invariants(scheduler_->live()); }
+
+}  // namespace nanovllm
