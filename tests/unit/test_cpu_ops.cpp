@@ -50,7 +50,7 @@ TEST(CpuLinear, MatchesDoubleReferenceOverShapes) {
               for (int64_t k = 0; k < K; ++k) s += static_cast<double>(x[m * K + k]) * w[n * K + k];
               ref[m * N + n] = s;
             }
-          EXPECT_LT(rel_err(out, ref), 1e-6) << "T=" << T << " N=" << N << " K=" << K;
+          EXPECT_LT(rel_err(out, ref), 1e-5) << "T=" << T << " N=" << N << " K=" << K;  // float32 sums of up to 200 terms
         }
       }
     }
