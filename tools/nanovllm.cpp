@@ -11,7 +11,9 @@
 #include <numeric>
 #include <sstream>
 
+#include "engine/llm_engine.h"
 #include "engine/prompt_logits.h"
+#include "nanovllm/llm.h"
 #include "loader/checkpoint.h"
 #include "loader/mapped_file.h"
 #include "models/model.h"
@@ -65,6 +67,22 @@ int predict(const std::string& model_dir, const std::string& tokens, int top,
   for (int i = 0; i < top; ++i)
     std::printf("  #%d  id %-8d logit %9.4f  p %.4f\n", i + 1, order[i], last[order[i]],
                 std::exp(static_cast<double>(last[order[i]] - mx)) / z);
+  return 0;
+}
+
+int generate(const std::string& model_dir, const std::string& prompt, const std::string& tokens,
+             const SamplingParams& params) {
+  LLM llm(model_dir);
+  Prompt p = tokens.empty() ? Prompt(prompt) : Prompt(parse_ids(tokens));
+  const auto start = std::chrono::steady_clock::now();
+  const RequestOutput out = llm.generate({p}, params)[0];
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (out.finish_reason == "error") throw Error(out.error);
+  if (llm.engine().has_tokenizer()) std::printf("%s\n", out.text.c_str());
+  std::string ids;
+  for (int32_t t : out.token_ids) ids += (ids.empty() ? "" : ",") + std::to_string(t);
+  std::fprintf(stderr, "[%zu tokens: %s] finish: %s, %.3f s, %.1f tok/s\n", out.token_ids.size(), ids.c_str(),
+               out.finish_reason.c_str(), secs, out.token_ids.size() / secs);
   return 0;
 }
 
@@ -143,6 +161,20 @@ int main(int argc, char** argv) {
   std::string logits_out;
   p->add_option("--logits-out", logits_out, "Write every position's logits (float32, len x vocab) here");
 
+  auto* g = app.add_subcommand("generate", "Generate a continuation of a prompt (text, or token ids)");
+  std::string prompt;
+  SamplingParams sp;
+  sp.max_tokens = 32;
+  g->add_option("-m,--model", model_dir, "Hugging Face model folder")->required();
+  auto* text_opt = g->add_option("-p,--prompt", prompt, "Prompt text (needs the model's tokenizer)");
+  g->add_option("-t,--tokens", tokens, "Prompt as comma-separated token ids")->excludes(text_opt);
+  g->add_option("-n,--max-tokens", sp.max_tokens, "Tokens to generate");
+  g->add_option("--temperature", sp.temperature, "0 is greedy");
+  g->add_option("--top-p", sp.top_p, "Nucleus sampling mass");
+  g->add_option("--top-k", sp.top_k, "Keep the k most likely tokens (-1: all)");
+  g->add_option("--seed", sp.seed, "Sampling seed");
+  g->add_flag("--ignore-eos", sp.ignore_eos, "Keep going past end-of-sequence tokens");
+
   auto* i = app.add_subcommand("inspect", "Show a model folder's config, checkpoint and sizes");
   i->add_option("-m,--model", model_dir, "Hugging Face model folder")->required();
   i->add_flag("--tensors", list, "List every tensor");
@@ -155,6 +187,10 @@ int main(int argc, char** argv) {
   try {
     if (*p) return predict(model_dir, tokens, top, logits_out);
     if (*i) return inspect(model_dir, list);
+    if (*g) {
+      if (prompt.empty() && tokens.empty()) throw Error("generate: give --prompt or --tokens");
+      return generate(model_dir, prompt, tokens, sp);
+    }
     if (*l) return load_timing(model_dir, cold);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nanovllm: error: %s\n", e.what());
