@@ -2,12 +2,14 @@
 
 #include <algorithm>
 
+#include "loader/hf_cache.h"
 #include "runtime/error.h"
 
 namespace nanovllm {
 
 LLMEngine::LLMEngine(Config config) : config_(std::move(config)), seed_rng_(std::random_device{}()) {
   config_.validate();
+  config_.model = resolve_model_path(config_.model).string();  // a folder, or a hub id in the cache
   if (config_.backend != "cpu")
     throw Error("backend '" + config_.backend + "' is not available in this build (use \"cpu\")");
   backend_ = make_cpu_backend();
