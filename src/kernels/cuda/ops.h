@@ -59,4 +59,41 @@ void qk_norm_rope(void* qkv, int64_t T, int nh, int nkv, int d, const void* q_we
 void store_kv(const void* qkv, int64_t T, int nh, int nkv, int d, void* k_cache, void* v_cache,
               int64_t num_slots, const int32_t* slot_mapping, cudaStream_t stream);
 
+// ---- Paged attention (paged_attention_decode.cu, paged_attention_prefill.cu) ----
+// Causal grouped-query attention of the q heads of qkv (T, (nh + 2 nkv) d) bf16 over the paged
+// caches k_cache, v_cache (num_blocks, block_size, nkv, d) bf16, as cpu::paged_attention and
+// runtime/attention_metadata.h define it: sequence s owns query rows [cu_seqlens_q[s],
+// cu_seqlens_q[s+1]) and keys 0 .. context_lens[s] - 1, read through block_tables (num_seqs,
+// max_blocks_per_seq) int32 (-1 past the end); its query row i (of q_len) sees keys
+// 0 .. context_lens[s] - q_len + i. out (T, nh d) bf16; group g = nh / nkv (any); d is 64, 128
+// or 256; any block_size >= 1. float32 softmax and sums; out rounded once. Pointers to bf16
+// data 16-byte aligned. A row that sees no key gets zeros (never NaN). A block id outside
+// [0, num_blocks) inside a context is a caller error that never reads out of bounds: decode
+// masks its keys (as the CPU does), prefill reads them as zero keys and values. Both queue work
+// on `stream` only: no allocation, no synchronisation, so a CUDA graph can capture them.
+
+// Decode steps (one query row per sequence, T == num_seqs: row s belongs to sequence s), as
+// flash-decoding: the key range of each sequence is split across CTAs, then combined.
+// max_context_len bounds every context_lens[s] (or is the capacity a captured graph will see);
+// with the other sizes it fixes the grid and the workspace. workspace (float32 partials, 16-byte
+// aligned) must hold paged_attention_decode_workspace_bytes(max_num_seqs, nh, nkv, d,
+// max_context_len) for some max_num_seqs >= num_seqs; it may be null when that is 0.
+size_t paged_attention_decode_workspace_bytes(int max_num_seqs, int nh, int nkv, int d,
+                                              int max_context_len);
+void paged_attention_decode(const void* qkv, int nh, int nkv, int d, float scale,
+                            const void* k_cache, const void* v_cache, int block_size,
+                            int64_t num_blocks, int num_seqs, const int32_t* context_lens,
+                            const int32_t* block_tables, int max_blocks_per_seq,
+                            int max_context_len, void* out, void* workspace,
+                            size_t workspace_bytes, cudaStream_t stream);
+
+// Any step (prefill, chunked prefill with a cached prefix, mixed with decode rows): FlashAttention-2
+// tiling on the tensor cores. T = cu_seqlens_q[num_seqs] (the caller guarantees it; the grid is
+// sized from T, so no device value is read on the host).
+void paged_attention_prefill(const void* qkv, int64_t T, int nh, int nkv, int d, float scale,
+                             const void* k_cache, const void* v_cache, int block_size,
+                             int64_t num_blocks, int num_seqs, const int32_t* cu_seqlens_q,
+                             const int32_t* context_lens, const int32_t* block_tables,
+                             int max_blocks_per_seq, void* out, cudaStream_t stream);
+
 }  // namespace nanovllm::gpu

@@ -1,0 +1,368 @@
+// Paged attention for any step — prefill, chunked prefill over a cached prefix, decode rows
+// mixed in — as FlashAttention-2 on the tensor cores (mma.sync m16n8k16 bf16, ldmatrix).
+//
+//   Sequence s owns query rows [cu_seqlens_q[s], cu_seqlens_q[s+1]) (q_len of them) and keys
+//   t < n_s = context_lens[s]; its query row i sees keys t <= n_s - q_len + i. For query head
+//   qh = kvh g + j (g = nh / nkv):
+//     out[row, qh, :] = sum_t softmax_t(scale q[row, qh, :] . K_s[t, kvh, :]) V_s[t, kvh, :]
+//     K_s[t] = k_cache[block_tables[s, t / bs], t % bs]          (V likewise)
+//   qkv (T, (nh + 2 nkv) d) bf16, q first; k_cache, v_cache (num_blocks, bs, nkv, d) bf16;
+//   cu_seqlens_q (num_seqs + 1,), context_lens (num_seqs,), block_tables (num_seqs,
+//   max_blocks) int32; out (T, nh d) bf16. S = QK^T and O = PV in bf16 x bf16 -> float32 on the
+//   tensor cores; softmax in float32 (base 2); P rounded to bf16 for PV, as FlashAttention does.
+//
+// Tiling. The M dimension packs a sequence's (query row, head of the group) pairs, row-major:
+// packed row r = i g + j. A CTA (4 warps, 16 packed rows each) takes BM = 64 of them for one KV
+// head, so each K/V tile it loads serves the whole query group (GQA packing: decode rows of a
+// mixed batch fill g rows of a tile, not one). The CTA walks the key tiles of BN keys that its
+// last row can see, K and V double-buffered in shared memory by cp.async (16-byte copies,
+// zero-filled past the context), each row addressed through the block table; only the tiles that
+// reach past the first row's limit are masked. The online softmax keeps (m, l) per row in
+// registers; a row that sees no key ends with l = 0 and is written as zeros.
+//
+// Grid: x enumerates (sequence, M tile) without reading device memory on the host: sequence s
+// owns x in [floor(cu[s] g / BM) + s, floor(cu[s+1] g / BM) + s + 1), at least its
+// ceil(q_len g / BM) tiles, so gridDim.x = floor(T g / BM) + num_seqs; a CTA finds s by binary
+// search over cu_seqlens_q and exits if it has no tile. Its tiles are taken last first (they see
+// the most keys). y = KV head.
+//
+// Shared memory rows are padded by 16 bytes (row stride d + 8 elements), so the 8 rows an
+// ldmatrix phase reads fall in distinct bank groups. Flops: 4 d g sum_rows(visible keys) per KV
+// head; bytes: K/V once per (M tile, KV head), plus q and out.
+#include "kernels/cuda/bf16_vec.cuh"
+#include "kernels/cuda/ops.h"
+#include "runtime/cuda_check.h"
+
+#include <cmath>
+
+namespace nanovllm::gpu {
+namespace {
+
+using detail::bf16;
+
+constexpr int kThreads = 128;
+constexpr int kBM = 64;  // packed rows per CTA: 4 warps x 16
+
+struct PrefillParams {
+  const bf16* qkv;             // (T, (nh + 2 nkv) d)
+  const bf16* k_cache;         // (num_blocks, bs, nkv, d)
+  const bf16* v_cache;         // (num_blocks, bs, nkv, d)
+  const int32_t* cu_seqlens_q; // (num_seqs + 1,)
+  const int32_t* context_lens; // (num_seqs,)
+  const int32_t* block_tables; // (num_seqs, max_blocks)
+  bf16* out;                   // (T, nh d)
+  int64_t qkv_stride;          // (nh + 2 nkv) d
+  int64_t num_blocks;
+  int nh, nkv, group, num_seqs;
+  int block_size, block_shift;  // block_shift = log2(bs) when bs is a power of two, else -1
+  int max_blocks;
+  float scale_log2;             // scale * log2(e)
+};
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+// 16 bytes global -> shared, bypassing L1; zero-filled (nothing read) when !valid.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+// c (16x8 f32) += a (16x16 bf16, row-major) b (16x8 bf16, column-major).
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+// First packed-row tile slot of sequence s (see the header).
+__device__ __forceinline__ int64_t tile_start(const PrefillParams& p, int s) {
+  return int64_t{p.cu_seqlens_q[s]} * p.group / kBM + s;
+}
+
+template <int D, int BN>
+__global__ void __launch_bounds__(kThreads, 2) prefill_kernel(const PrefillParams p) {
+  constexpr int LD = D + 8;   // shared row stride in elements (16 bytes of padding)
+  constexpr int CH = D / 8;   // 16-byte chunks per row
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* sQ = reinterpret_cast<bf16*>(smem_raw);  // [BM][LD], reused for the output tile
+  bf16* sK = sQ + kBM * LD;                      // [2][BN][LD]
+  bf16* sV = sK + 2 * BN * LD;                   // [2][BN][LD]
+
+  // Which sequence and which of its tiles.
+  const int x = blockIdx.x, kvh = blockIdx.y, g = p.group;
+  int lo = 0, hi = p.num_seqs - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (tile_start(p, mid) <= x) lo = mid; else hi = mid - 1;
+  }
+  const int s = lo;
+  const int q_begin = p.cu_seqlens_q[s];
+  const int q_len = p.cu_seqlens_q[s + 1] - q_begin;
+  const int rows = q_len * g;
+  const int ntiles = (rows + kBM - 1) / kBM;
+  const int local = static_cast<int>(x - tile_start(p, s));
+  if (q_len <= 0 || local >= ntiles) return;  // whole CTA: uniform
+  const int r0 = (ntiles - 1 - local) * kBM;
+  const int r_end = min(rows, r0 + kBM);
+
+  int ctx;
+  {
+    const int64_t n = p.context_lens[s], cap = int64_t{p.max_blocks} * p.block_size;
+    ctx = static_cast<int>(n < 0 ? 0 : (n > cap ? cap : n));
+  }
+  const int key_base = ctx - q_len;                 // row i sees keys < key_base + i + 1
+  const int k_last = key_base + (r_end - 1) / g + 1;  // keys the tile's last row sees
+  const int k_free = key_base + r0 / g + 1;          // keys every row of the tile sees
+  const int n_kv = k_last > 0 ? (k_last + BN - 1) / BN : 0;
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int32_t* table = p.block_tables + int64_t{s} * p.max_blocks;
+  const int64_t kv_row = int64_t{p.nkv} * D;
+
+  // Q tile (zero rows past the sequence).
+  for (int i = tid; i < kBM * CH; i += kThreads) {
+    const int r = i / CH, ch = i % CH, pr = r0 + r;
+    const bool ok = pr < r_end;
+    const bf16* src = ok ? p.qkv + int64_t{q_begin + pr / g} * p.qkv_stride +
+                               int64_t{kvh * g + pr % g} * D + ch * 8
+                         : p.qkv;
+    cp_async16(sQ + r * LD + ch * 8, src, ok);
+  }
+  auto load_kv = [&](int t, int buf) {
+    for (int i = tid; i < BN * CH; i += kThreads) {
+      const int r = i / CH, ch = i % CH, key = t * BN + r;
+      bool ok = key < ctx;
+      int64_t off = 0;
+      if (ok) {
+        const int bi = p.block_shift >= 0 ? key >> p.block_shift : key / p.block_size;
+        const int32_t blk = table[bi];
+        ok = blk >= 0 && blk < p.num_blocks;
+        off = (int64_t{blk} * p.block_size + (key - bi * p.block_size)) * kv_row + kvh * D + ch * 8;
+      }
+      const int dst = (buf * BN + r) * LD + ch * 8;
+      cp_async16(sK + dst, ok ? p.k_cache + off : p.k_cache, ok);
+      cp_async16(sV + dst, ok ? p.v_cache + off : p.v_cache, ok);
+    }
+  };
+  if (n_kv > 0) load_kv(0, 0);
+  cp_async_commit();
+
+  // Per thread: rows a = warp*16 + lane/4 and a + 8 of the tile; accumulator columns
+  // 2 (lane % 4) + {0, 1} of every n8 block.
+  const int row_a = warp * 16 + lane / 4;
+  int limit[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) limit[h] = key_base + (r0 + row_a + 8 * h) / g + 1;
+  float o[D / 8][4];
+#pragma unroll
+  for (int nb = 0; nb < D / 8; ++nb)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) o[nb][j] = 0.f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
+  uint32_t qf[D / 16][4];
+
+  for (int t = 0; t < n_kv; ++t) {
+    const int buf = t & 1;
+    if (t + 1 < n_kv) load_kv(t + 1, buf ^ 1);
+    cp_async_commit();
+    cp_async_wait<1>();  // everything but the tile just issued has landed
+    __syncthreads();
+    if (t == 0) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk)
+        ldmatrix_x4(qf[kk], sQ + (warp * 16 + lane % 16) * LD + kk * 16 + (lane / 16) * 8);
+    }
+
+    // S = Q K^T for this warp's 16 rows and BN keys.
+    float sc[BN / 8][4];
+#pragma unroll
+    for (int nb = 0; nb < BN / 8; ++nb)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) sc[nb][j] = 0.f;
+    const bf16* kb = sK + buf * BN * LD;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk)
+#pragma unroll
+      for (int nb2 = 0; nb2 < BN / 16; ++nb2) {
+        uint32_t b[4];
+        ldmatrix_x4(b, kb + (nb2 * 16 + lane % 8 + (lane / 16) * 8) * LD + kk * 16 + ((lane / 8) % 2) * 8);
+        mma_bf16(sc[2 * nb2], qf[kk], b[0], b[1]);
+        mma_bf16(sc[2 * nb2 + 1], qf[kk], b[2], b[3]);
+      }
+
+    // Online softmax, base 2. Masking only where the tile reaches past k_free.
+    const bool masked = (t + 1) * BN > k_free;
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nb = 0; nb < BN / 8; ++nb)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        float v = sc[nb][j] * p.scale_log2;
+        if (masked && t * BN + nb * 8 + (lane % 4) * 2 + (j & 1) >= limit[j >> 1]) v = -INFINITY;
+        sc[nb][j] = v;
+        mx[j >> 1] = fmaxf(mx[j >> 1], v);
+      }
+    float m_use[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+      const float m_new = fmaxf(m_run[h], mx[h]);
+      m_use[h] = m_new == -INFINITY ? 0.f : m_new;  // nothing visible yet: p = 0, no NaN
+      const float alpha = exp2f(m_run[h] - m_use[h]);
+      m_run[h] = m_new;
+      l_run[h] *= alpha;
+#pragma unroll
+      for (int nb = 0; nb < D / 8; ++nb) {
+        o[nb][2 * h] *= alpha;
+        o[nb][2 * h + 1] *= alpha;
+      }
+    }
+#pragma unroll
+    for (int nb = 0; nb < BN / 8; ++nb)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float e = exp2f(sc[nb][j] - m_use[j >> 1]);
+        sc[nb][j] = e;
+        l_run[j >> 1] += e;
+      }
+
+    // O += P V: the S accumulators of two n8 blocks are the A fragment of one k16 step.
+    const bf16* vb = sV + buf * BN * LD;
+#pragma unroll
+    for (int kc = 0; kc < BN / 16; ++kc) {
+      const uint32_t a[4] = {pack_bf16x2(sc[2 * kc][0], sc[2 * kc][1]),
+                             pack_bf16x2(sc[2 * kc][2], sc[2 * kc][3]),
+                             pack_bf16x2(sc[2 * kc + 1][0], sc[2 * kc + 1][1]),
+                             pack_bf16x2(sc[2 * kc + 1][2], sc[2 * kc + 1][3])};
+#pragma unroll
+      for (int db = 0; db < D / 16; ++db) {
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, vb + (kc * 16 + lane % 8 + ((lane / 8) % 2) * 8) * LD + db * 16 + (lane / 16) * 8);
+        mma_bf16(o[2 * db], a, b[0], b[1]);
+        mma_bf16(o[2 * db + 1], a, b[2], b[3]);
+      }
+    }
+    __syncthreads();  // this buffer is refilled by the next iteration's loads
+  }
+
+  // Normalise, stage the tile in sQ, write whole 16-byte chunks of each valid row.
+  cp_async_wait<0>();
+  __syncthreads();
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float l = l_run[h];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+    bf16* dst = sQ + (row_a + 8 * h) * LD + (lane % 4) * 2;
+#pragma unroll
+    for (int nb = 0; nb < D / 8; ++nb)
+      *reinterpret_cast<uint32_t*>(dst + nb * 8) = pack_bf16x2(o[nb][2 * h] * inv, o[nb][2 * h + 1] * inv);
+  }
+  __syncthreads();
+  const int64_t out_stride = int64_t{p.nh} * D;
+  for (int i = tid; i < kBM * CH; i += kThreads) {
+    const int r = i / CH, ch = i % CH, pr = r0 + r;
+    if (pr >= r_end) continue;
+    bf16* dst = p.out + int64_t{q_begin + pr / g} * out_stride + int64_t{kvh * g + pr % g} * D + ch * 8;
+    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(sQ + r * LD + ch * 8);
+  }
+}
+
+template <int D, int BN>
+void launch(const PrefillParams& p, int64_t T, cudaStream_t stream) {
+  constexpr size_t smem = size_t(kBM + 4 * BN) * (D + 8) * sizeof(bf16);
+  // Raise the dynamic shared memory limit once per instantiation (a host call, not a stream
+  // operation, made at the first launch, normally before any graph capture).
+  static const cudaError_t attr = cudaFuncSetAttribute(
+      prefill_kernel<D, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  NANOVLLM_CUDA_CHECK(attr);
+  const int64_t tiles = T * p.group / kBM + p.num_seqs;
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(p.nkv));
+  prefill_kernel<D, BN><<<grid, kThreads, smem, stream>>>(p);
+  NANOVLLM_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void paged_attention_prefill(const void* qkv, int64_t T, int nh, int nkv, int d, float scale,
+                             const void* k_cache, const void* v_cache, int block_size,
+                             int64_t num_blocks, int num_seqs, const int32_t* cu_seqlens_q,
+                             const int32_t* context_lens, const int32_t* block_tables,
+                             int max_blocks_per_seq, void* out, cudaStream_t stream) {
+  const char* op = "paged_attention_prefill";
+  using detail::require;
+  require(T >= 0, op, "T must be non-negative, got " + std::to_string(T));
+  require(nh > 0 && nkv > 0 && nh % nkv == 0, op,
+          "need nh, nkv > 0 with nh a multiple of nkv; got nh=" + std::to_string(nh) +
+              " nkv=" + std::to_string(nkv));
+  require(nkv <= 65535, op, "nkv must be at most 65535");
+  require(d == 64 || d == 128 || d == 256, op, "head_dim must be 64, 128 or 256, got " + std::to_string(d));
+  require(block_size >= 1, op, "block_size must be positive, got " + std::to_string(block_size));
+  require(num_blocks >= 0, op, "num_blocks must be non-negative");
+  require(max_blocks_per_seq >= 1, op, "max_blocks_per_seq must be positive");
+  require(int64_t{max_blocks_per_seq} * block_size <= INT32_MAX, op,
+          "max_blocks_per_seq * block_size must fit in int32");
+  require(std::isfinite(scale), op, "scale must be finite");
+  if (T == 0) return;
+  require(num_seqs >= 1, op, "num_seqs must be positive when T > 0");
+  require(T * (nh / nkv) + int64_t{num_seqs} * kBM < INT32_MAX, op,
+          "T * (nh / nkv) too large for one launch");
+  require(qkv && k_cache && v_cache && cu_seqlens_q && context_lens && block_tables && out, op,
+          "null pointer");
+  require(detail::aligned16(qkv) && detail::aligned16(k_cache) && detail::aligned16(v_cache) &&
+              detail::aligned16(out),
+          op, "qkv, k_cache, v_cache and out must be 16-byte aligned");
+
+  PrefillParams p{};
+  p.qkv = static_cast<const bf16*>(qkv);
+  p.k_cache = static_cast<const bf16*>(k_cache);
+  p.v_cache = static_cast<const bf16*>(v_cache);
+  p.cu_seqlens_q = cu_seqlens_q;
+  p.context_lens = context_lens;
+  p.block_tables = block_tables;
+  p.out = static_cast<bf16*>(out);
+  p.qkv_stride = int64_t{nh + 2 * nkv} * d;
+  p.num_blocks = num_blocks;
+  p.nh = nh;
+  p.nkv = nkv;
+  p.group = nh / nkv;
+  p.num_seqs = num_seqs;
+  p.block_size = block_size;
+  p.block_shift = -1;
+  if ((block_size & (block_size - 1)) == 0)
+    for (p.block_shift = 0; (1 << p.block_shift) < block_size; ++p.block_shift) {
+    }
+  p.max_blocks = max_blocks_per_seq;
+  p.scale_log2 = scale * 1.4426950408889634f;
+  switch (d) {
+    case 64: launch<64, 64>(p, T, stream); break;
+    case 128: launch<128, 64>(p, T, stream); break;
+    default: launch<256, 32>(p, T, stream); break;
+  }
+}
+
+}  // namespace nanovllm::gpu

@@ -1,0 +1,653 @@
+// The paged attention kernels (kernels/cuda/ops.h: paged_attention_decode, paged_attention_prefill)
+// against the CPU reference cpu::paged_attention, run on the same bf16-rounded inputs as float.
+//
+// - Fresh random inputs on every run (the seed is printed), never zeros: q, k, v, and caches
+//   whose unused blocks hold random data too, so reading a wrong block shows. Block tables are
+//   random permutations of the pool (scattered ids), -1 past each sequence's end.
+// - Shapes: head_dim 64/128/256, GQA groups 1/2/4/8 (and 3, 12 for decode), block sizes 1 to
+//   256, contexts from 0 and 1 to several thousand, odd lengths, sequences ending on, before and
+//   after block boundaries; prefill batches mix q_len 1 (decode rows) with long prefills over
+//   cached prefixes. Decode runs with the exact max_context_len and with a graph-sized bound.
+// - Outputs (and the decode workspace) are poisoned with 0xFF bytes (bf16 NaN) and fenced by
+//   guard bytes that must stay untouched. Bound: ||out - ref|| / ||ref|| < 1e-2 over the output
+//   and for every (token, head) row, every element within 2^-7 |ref| + 1e-2 rms(row), no NaN.
+// - A CUDA graph captures each kernel once and replays it on new metadata.
+// - Informational timings at one realistic size (printed, not asserted).
+// The largest errors are printed per kernel ("max rel err"); scripts/gpu-check collects them.
+// Under compute-sanitizer (NANOVLLM_GPU_SANITIZER set) the cases are fewer and smaller and the
+// timings are skipped. Without a GPU the tests are SKIPPED, except the argument checks.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/cuda/ops.h"
+#include "runtime/cuda_check.h"
+#include "runtime/cuda_device.h"
+#include "runtime/dtype.h"
+#include "runtime/error.h"
+
+namespace nanovllm {
+namespace {
+
+#define REQUIRE_GPU()                                               \
+  do {                                                              \
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device"; \
+  } while (0)
+
+bool sanitizing() { return std::getenv("NANOVLLM_GPU_SANITIZER") != nullptr; }
+
+std::mt19937_64& rng() {
+  static std::mt19937_64 gen = [] {
+    const uint64_t seed = (uint64_t(std::random_device{}()) << 32) | std::random_device{}();
+    std::printf("[ CudaAttention ] random seed %llu\n", static_cast<unsigned long long>(seed));
+    return std::mt19937_64(seed);
+  }();
+  return gen;
+}
+
+// Random bf16 values (uniform, mean 0, the given standard deviation, never zero): bits for the
+// device, the same values as float for the reference. splitmix64 keeps millions of them cheap.
+struct Bf16Host {
+  std::vector<uint16_t> bits;
+  std::vector<float> f;
+};
+Bf16Host random_bf16(size_t n, float stddev) {
+  Bf16Host h{std::vector<uint16_t>(n), std::vector<float>(n)};
+  uint64_t x = rng()();
+  const float half_width = stddev * 1.7320508f;
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    float v = (float(z >> 40) * (1.f / 16777216.f) * 2.f - 1.f) * half_width;
+    uint16_t b = f32_to_bf16(v);
+    if ((b & 0x7fff) == 0) b = f32_to_bf16(stddev * 0.5f);  // never zeros
+    h.bits[i] = b;
+    h.f[i] = bf16_to_f32(b);
+  }
+  return h;
+}
+
+// n elements of T on the device between guards of 64 poisoned bytes.
+template <typename T>
+class DeviceBuf {
+ public:
+  explicit DeviceBuf(size_t n) : n_(n), bytes_(2 * kGuard + n * sizeof(T)) {
+    NANOVLLM_CUDA_CHECK(cudaMalloc(&base_, bytes_));
+    poison();
+  }
+  ~DeviceBuf() { cudaFree(base_); }
+  DeviceBuf(const DeviceBuf&) = delete;
+  DeviceBuf& operator=(const DeviceBuf&) = delete;
+
+  T* data() { return reinterpret_cast<T*>(static_cast<char*>(base_) + kGuard); }
+  size_t bytes() const { return n_ * sizeof(T); }
+  void poison() { NANOVLLM_CUDA_CHECK(cudaMemset(base_, 0xFF, bytes_)); }
+  void upload(const std::vector<T>& h) {
+    ASSERT_EQ(h.size(), n_);
+    NANOVLLM_CUDA_CHECK(cudaMemcpy(data(), h.data(), n_ * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  std::vector<T> download() {
+    std::vector<unsigned char> all(bytes_);
+    NANOVLLM_CUDA_CHECK(cudaMemcpy(all.data(), base_, bytes_, cudaMemcpyDeviceToHost));
+    bad_guards_ = 0;
+    for (size_t i = 0; i < kGuard; ++i) bad_guards_ += (all[i] != 0xFF) + (all[bytes_ - 1 - i] != 0xFF);
+    std::vector<T> out(n_);
+    if (n_) std::memcpy(out.data(), all.data() + kGuard, n_ * sizeof(T));
+    return out;
+  }
+  size_t bad_guards() const { return bad_guards_; }  // as of the last download()
+
+ private:
+  static constexpr size_t kGuard = 64;
+  size_t n_, bytes_, bad_guards_ = 0;
+  void* base_ = nullptr;
+};
+
+class Stream {
+ public:
+  Stream() { NANOVLLM_CUDA_CHECK(cudaStreamCreate(&s_)); }
+  ~Stream() { cudaStreamDestroy(s_); }
+  operator cudaStream_t() const { return s_; }
+  void sync() { NANOVLLM_CUDA_CHECK(cudaStreamSynchronize(s_)); }
+
+ private:
+  cudaStream_t s_{};
+};
+
+struct Stats {
+  double rel = 0, worst_row = 0;
+  int64_t nonfinite = 0, bad = 0;
+};
+
+// rows x cols, one row per (token, head). Element bound 2^-7 |ref| + 1e-2 rms(row): the output's
+// bf16 rounding, plus (prefill) P rounded to bf16 before the PV product.
+Stats compare(const std::vector<uint16_t>& out, const std::vector<float>& ref, int64_t rows,
+              int64_t cols) {
+  Stats s;
+  double num = 0, den = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    double rn = 0, rd = 0;
+    for (int64_t c = 0; c < cols; ++c) rd += double(ref[r * cols + c]) * ref[r * cols + c];
+    const double rms = std::sqrt(rd / double(cols));
+    for (int64_t c = 0; c < cols; ++c) {
+      const double o = bf16_to_f32(out[r * cols + c]), want = ref[r * cols + c];
+      if (!std::isfinite(o)) {
+        ++s.nonfinite;
+        continue;
+      }
+      const double d = o - want;
+      rn += d * d;
+      if (std::abs(d) > std::ldexp(std::abs(want), -7) + 1e-2 * rms) ++s.bad;
+    }
+    s.worst_row = std::max(s.worst_row, rd > 0 ? std::sqrt(rn / rd) : (rn > 0 ? INFINITY : 0.0));
+    num += rn;
+    den += rd;
+  }
+  s.rel = s.nonfinite ? INFINITY : (den > 0 ? std::sqrt(num / den) : (num > 0 ? INFINITY : 0.0));
+  if (s.nonfinite) s.worst_row = INFINITY;
+  return s;
+}
+
+struct Report {
+  const char* kernel;
+  int cases = 0;
+  double rel = 0, row = 0;
+  void add(const Stats& s) {
+    ++cases;
+    rel = std::max(rel, s.rel);
+    row = std::max(row, s.worst_row);
+  }
+  ~Report() {
+    std::printf("[ CudaAttention ] %-24s %4d cases  max rel err %.3e  (worst row %.3e)\n", kernel,
+                cases, rel, row);
+  }
+};
+
+#define EXPECT_CLOSE(stats, what)                                   \
+  do {                                                              \
+    EXPECT_EQ((stats).nonfinite, 0) << what << ": NaN or infinity"; \
+    EXPECT_EQ((stats).bad, 0) << what << ": elements out of bound"; \
+    EXPECT_LT((stats).rel, 1e-2) << what;                           \
+    EXPECT_LT((stats).worst_row, 1e-2) << what;                     \
+  } while (0)
+
+struct Seq {
+  int q_len, ctx;  // query rows this step; keys visible to the last of them (prefix included)
+};
+
+// One step's batch: inputs on the host, in both bf16 bits and float.
+struct Batch {
+  int nh, nkv, d, bs;
+  std::vector<Seq> seqs;
+  int64_t T = 0, num_blocks = 0;
+  int max_blocks = 0, max_ctx = 0;
+  std::vector<int32_t> cu, ctx, tables;
+  Bf16Host qkv, kc, vc;
+  float scale;
+
+  int num_seqs() const { return int(seqs.size()); }
+  int64_t row() const { return int64_t(nh + 2 * nkv) * d; }
+  int64_t cache_elems() const { return num_blocks * bs * nkv * d; }
+  std::string what() const {
+    std::string s = "nh=" + std::to_string(nh) + " nkv=" + std::to_string(nkv) +
+                    " d=" + std::to_string(d) + " bs=" + std::to_string(bs) + " seqs(q/ctx)=";
+    for (const Seq& q : seqs) s += std::to_string(q.q_len) + "/" + std::to_string(q.ctx) + " ";
+    return s;
+  }
+};
+
+// q_std sets how peaked the softmax is (scores ~ q_std * N(0, 1) at scale 1/sqrt(d)).
+// pool_blocks / table_width, if larger, set the cache's block count and the table's width (so
+// two batches can share captured buffers).
+Batch make_batch(int nh, int nkv, int d, int bs, std::vector<Seq> seqs, float q_std = 1.f,
+                 int64_t pool_blocks = 0, int table_width = 0) {
+  Batch b;
+  b.nh = nh, b.nkv = nkv, b.d = d, b.bs = bs, b.seqs = std::move(seqs);
+  b.scale = 1.f / std::sqrt(float(d));
+  b.cu.push_back(0);
+  int64_t need = 0;
+  for (const Seq& s : b.seqs) {
+    b.cu.push_back(b.cu.back() + s.q_len);
+    b.ctx.push_back(s.ctx);
+    const int blocks = (s.ctx + bs - 1) / bs;
+    need += blocks;
+    b.max_blocks = std::max(b.max_blocks, blocks);
+    b.max_ctx = std::max(b.max_ctx, s.ctx);
+  }
+  b.T = b.cu.back();
+  b.max_blocks = std::max(b.max_blocks + 2, table_width);  // -1 padding past every end
+  b.num_blocks = std::max(need + 5, pool_blocks);            // and blocks nobody owns
+  std::vector<int32_t> pool(b.num_blocks);
+  std::iota(pool.begin(), pool.end(), 0);
+  std::shuffle(pool.begin(), pool.end(), rng());
+  b.tables.assign(size_t(b.num_seqs()) * b.max_blocks, -1);
+  size_t next = 0;
+  for (int s = 0; s < b.num_seqs(); ++s)
+    for (int i = 0; i < (b.seqs[s].ctx + bs - 1) / bs; ++i) b.tables[size_t(s) * b.max_blocks + i] = pool[next++];
+
+  b.qkv = random_bf16(size_t(b.T * b.row()), 1.f);
+  if (q_std != 1.f)
+    for (int64_t t = 0; t < b.T; ++t)
+      for (int64_t i = 0; i < int64_t(nh) * d; ++i) {
+        const size_t k = size_t(t * b.row() + i);
+        b.qkv.bits[k] = f32_to_bf16(b.qkv.f[k] * q_std);
+        b.qkv.f[k] = bf16_to_f32(b.qkv.bits[k]);
+      }
+  b.kc = random_bf16(size_t(b.cache_elems()), 1.f);
+  b.vc = random_bf16(size_t(b.cache_elems()), 1.f);
+  return b;
+}
+
+std::vector<float> reference(const Batch& b) {
+  std::vector<float> ref(size_t(b.T) * b.nh * b.d);
+  cpu::paged_attention(b.qkv.f.data(), b.nh, b.nkv, b.d, b.scale, b.kc.f.data(), b.vc.f.data(),
+                       b.bs, b.num_blocks, b.num_seqs(), b.cu.data(), b.ctx.data(), b.tables.data(),
+                       b.max_blocks, ref.data());
+  return ref;
+}
+
+// The batch's inputs on the device.
+struct DeviceBatch {
+  DeviceBuf<uint16_t> qkv, kc, vc, out;
+  DeviceBuf<int32_t> cu, ctx, tables;
+  explicit DeviceBatch(const Batch& b)
+      : qkv(size_t(b.T * b.row())), kc(size_t(b.cache_elems())), vc(size_t(b.cache_elems())),
+        out(size_t(b.T) * b.nh * b.d), cu(b.cu.size()), ctx(b.ctx.size()), tables(b.tables.size()) {
+    qkv.upload(b.qkv.bits);
+    kc.upload(b.kc.bits);
+    vc.upload(b.vc.bits);
+    cu.upload(b.cu);
+    ctx.upload(b.ctx);
+    tables.upload(b.tables);
+  }
+};
+
+void run_decode(DeviceBatch& d, const Batch& b, int max_context_len, DeviceBuf<float>& ws,
+                cudaStream_t stream) {
+  gpu::paged_attention_decode(d.qkv.data(), b.nh, b.nkv, b.d, b.scale, d.kc.data(), d.vc.data(),
+                              b.bs, b.num_blocks, b.num_seqs(), d.ctx.data(), d.tables.data(),
+                              b.max_blocks, max_context_len, d.out.data(), ws.data(), ws.bytes(),
+                              stream);
+}
+
+void run_prefill(DeviceBatch& d, const Batch& b, cudaStream_t stream) {
+  gpu::paged_attention_prefill(d.qkv.data(), b.T, b.nh, b.nkv, b.d, b.scale, d.kc.data(),
+                               d.vc.data(), b.bs, b.num_blocks, b.num_seqs(), d.cu.data(),
+                               d.ctx.data(), d.tables.data(), b.max_blocks, d.out.data(), stream);
+}
+
+// Checks one decode batch; `bound` is the max_context_len passed (0: the batch's own maximum).
+Stats check_decode(Stream& stream, const Batch& b, int bound = 0) {
+  SCOPED_TRACE(b.what() + " bound=" + std::to_string(bound));
+  const int max_ctx = bound > 0 ? bound : b.max_ctx;
+  const std::vector<float> ref = reference(b);
+  DeviceBatch d(b);
+  const size_t ws_bytes = gpu::paged_attention_decode_workspace_bytes(b.num_seqs(), b.nh, b.nkv, b.d, max_ctx);
+  DeviceBuf<float> ws(ws_bytes / sizeof(float));
+  run_decode(d, b, max_ctx, ws, stream);
+  stream.sync();
+  const std::vector<uint16_t> out = d.out.download();
+  EXPECT_EQ(d.out.bad_guards(), 0u) << "wrote outside out";
+  ws.download();
+  EXPECT_EQ(ws.bad_guards(), 0u) << "wrote outside the workspace";
+  const Stats s = compare(out, ref, b.T * b.nh, b.d);
+  EXPECT_CLOSE(s, b.what());
+  return s;
+}
+
+Stats check_prefill(Stream& stream, const Batch& b) {
+  SCOPED_TRACE(b.what());
+  const std::vector<float> ref = reference(b);
+  DeviceBatch d(b);
+  run_prefill(d, b, stream);
+  stream.sync();
+  const std::vector<uint16_t> out = d.out.download();
+  EXPECT_EQ(d.out.bad_guards(), 0u) << "wrote outside out";
+  const Stats s = compare(out, ref, b.T * b.nh, b.d);
+  EXPECT_CLOSE(s, b.what());
+  return s;
+}
+
+// Decode contexts for a block size: 1, around the block boundaries, odd, and one long one.
+std::vector<Seq> decode_seqs(int bs, int n_long) {
+  std::vector<int> ctx = {1, 2, std::max(3, bs - 1), bs + 1, 2 * bs, 129, 777};
+  if (bs == 1) ctx = {1, 2, 3, 17, 129, 777};
+  if (sanitizing()) ctx = {1, std::max(2, bs - 1), bs + 1, 150};
+  else if (n_long > 0) ctx.push_back(n_long);
+  std::vector<Seq> seqs;
+  for (int c : ctx) seqs.push_back({1, c});
+  std::shuffle(seqs.begin(), seqs.end(), rng());
+  return seqs;
+}
+
+TEST(CudaAttentionDecode, ShapesGroupsBlockSizes) {
+  REQUIRE_GPU();
+  Stream stream;
+  Report report{"paged_attention_decode"};
+  const int block_sizes[] = {1, 16, 32, 64, 128, 256};
+  const int nkvs[] = {1, 2, 4};
+  const int longs[] = {4099, 2500, 5003};
+  int k = 0;
+  for (int d : {64, 128, 256})
+    for (int group : {1, 2, 4, 8}) {
+      const int bs = block_sizes[k % 6], nkv = nkvs[k % 3];
+      const int n_long = sanitizing() ? 0 : longs[k % 3];
+      ++k;
+      const Batch b = make_batch(nkv * group, nkv, d, bs, decode_seqs(bs, n_long), k % 2 ? 1.f : 3.f);
+      // The exact bound, and (off the sanitizer) a graph-sized one: a different split count.
+      report.add(check_decode(stream, b));
+      if (!sanitizing()) report.add(check_decode(stream, b, 32768));
+    }
+}
+
+// Group sizes that are not a power of two or exceed one CTA's 8 heads, a zero-length context,
+// one sequence (many splits) and many sequences (one split, written directly).
+TEST(CudaAttentionDecode, OddGroupsEmptyContextsAndBatchSizes) {
+  REQUIRE_GPU();
+  Stream stream;
+  Report report{"paged_attention_decode+"};
+  const bool small = sanitizing();
+  for (int group : {3, 12, 16}) {
+    const Batch b = make_batch(2 * group, 2, 128, 16, decode_seqs(16, small ? 0 : 1500));
+    report.add(check_decode(stream, b));
+  }
+  {
+    const Batch b = make_batch(8, 2, 64, 32, {{1, 0}, {1, 5}, {1, 0}, {1, 300}});
+    report.add(check_decode(stream, b));
+  }
+  {
+    const Batch b = make_batch(16, 2, 128, 64, {{1, small ? 700 : 6007}});
+    report.add(check_decode(stream, b));
+  }
+  {
+    std::vector<Seq> many;
+    std::uniform_int_distribution<int> ctx(1, small ? 40 : 400);
+    for (int i = 0; i < (small ? 40 : 300); ++i) many.push_back({1, ctx(rng())});
+    const Batch b = make_batch(32, 8, 128, 16, many);
+    report.add(check_decode(stream, b));
+  }
+}
+
+// Prefill batches: decode rows, whole prompts, chunks over cached prefixes, odd lengths.
+std::vector<Seq> prefill_seqs(int bs, int k) {
+  if (sanitizing()) return {{1, 90}, {37, 37}, {70, 70 + bs + 3}, {1, 1}};
+  std::vector<Seq> seqs = {{1, 300}, {37, 37}, {200, 1100}, {1, 1}, {64, 64 + bs}, {129, 129},
+                           {5, 5 + 2 * bs - 1}};
+  if (k % 3 == 0) seqs.push_back({1000, 3100});  // a long chunk over a long prefix
+  if (k % 3 == 1) seqs.push_back({700, 700});    // a long prompt, no prefix
+  if (k % 3 == 2) seqs.push_back({0, 0});        // an empty query run
+  std::shuffle(seqs.begin(), seqs.end(), rng());
+  return seqs;
+}
+
+TEST(CudaAttentionPrefill, ShapesGroupsBlockSizes) {
+  REQUIRE_GPU();
+  Stream stream;
+  Report report{"paged_attention_prefill"};
+  const int block_sizes[] = {16, 32, 64, 128, 256};
+  const int nkvs[] = {2, 1, 4};
+  int k = 0;
+  for (int d : {64, 128, 256})
+    for (int group : {1, 2, 4, 8}) {
+      const int bs = block_sizes[k % 5], nkv = nkvs[k % 3];
+      const Batch b = make_batch(nkv * group, nkv, d, bs, prefill_seqs(bs, k), k % 2 ? 1.f : 3.f);
+      ++k;
+      report.add(check_prefill(stream, b));
+    }
+}
+
+// Block size 1, group sizes 3 and 6, a pure-decode batch, one long prompt of several thousand
+// tokens, and a chunk at the end of a long prefix.
+TEST(CudaAttentionPrefill, OddShapesAndLongSequences) {
+  REQUIRE_GPU();
+  Stream stream;
+  Report report{"paged_attention_prefill+"};
+  const bool small = sanitizing();
+  report.add(check_prefill(stream, make_batch(4, 2, 128, 1, {{1, 40}, {33, 33}, {20, small ? 90 : 600}})));
+  report.add(check_prefill(stream, make_batch(6, 2, 64, 16, {{17, 17}, {1, 99}, {50, 250}})));
+  report.add(check_prefill(stream, make_batch(12, 2, 128, 32, {{3, 300}, {small ? 40 : 400, small ? 40 : 401}})));
+  std::vector<Seq> decode_only;
+  for (int c : {1, 15, 16, 17, 1000}) decode_only.push_back({1, small ? std::min(c, 100) : c});
+  report.add(check_prefill(stream, make_batch(16, 8, 128, 16, decode_only)));
+  if (!small) {
+    report.add(check_prefill(stream, make_batch(16, 8, 128, 256, {{3000, 3000}})));
+    report.add(check_prefill(stream, make_batch(8, 1, 64, 64, {{513, 5000}, {1, 4321}})));
+  }
+}
+
+// A CUDA graph captures each kernel once (its grid fixed by the sizes and, for decode, the
+// bound) and replays it on new inputs and metadata: other contexts and block tables, and for
+// prefill other query runs with the same T. Shows the launches neither allocate nor synchronise.
+void replay_and_check(cudaGraphExec_t exec, Stream& stream, DeviceBatch& d, const Batch& b,
+                      Report& report) {
+  SCOPED_TRACE("replay " + b.what());
+  d.qkv.upload(b.qkv.bits);
+  d.kc.upload(b.kc.bits);
+  d.vc.upload(b.vc.bits);
+  d.cu.upload(b.cu);
+  d.ctx.upload(b.ctx);
+  d.tables.upload(b.tables);
+  d.out.poison();
+  NANOVLLM_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+  stream.sync();
+  const std::vector<uint16_t> out = d.out.download();
+  EXPECT_EQ(d.out.bad_guards(), 0u);
+  const Stats s = compare(out, reference(b), b.T * b.nh, b.d);
+  EXPECT_CLOSE(s, b.what());
+  report.add(s);
+}
+
+template <typename F>
+cudaGraphExec_t capture(Stream& stream, F&& launch) {
+  launch();  // warm-up outside the capture (one-time attribute setting)
+  stream.sync();
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  NANOVLLM_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  launch();
+  NANOVLLM_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  NANOVLLM_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  NANOVLLM_CUDA_CHECK(cudaGraphDestroy(graph));
+  return exec;
+}
+
+TEST(CudaAttentionGraph, CaptureOnceReplayOnNewMetadata) {
+  REQUIRE_GPU();
+  Stream stream;
+  Report report{"attention graph replays"};
+  const int bound = sanitizing() ? 256 : 2048, bs = 16;
+  const int64_t pool = 6 * (bound / bs + 1) + 8;
+  const int width = bound / bs + 3;
+  auto decode_batch = [&](std::vector<int> ctx) {
+    std::vector<Seq> seqs;
+    for (int c : ctx) seqs.push_back({1, c});
+    return make_batch(16, 4, 128, bs, seqs, 1.f, pool, width);
+  };
+  const Batch a = decode_batch({1, 100, bound, 33, 17, 250});
+  const Batch b = decode_batch({bound - 1, 2, 64, 0, 200, 129});
+  {
+    DeviceBatch d(a);
+    DeviceBuf<float> ws(gpu::paged_attention_decode_workspace_bytes(6, 16, 4, 128, bound) / sizeof(float));
+    const cudaGraphExec_t exec = capture(stream, [&] { run_decode(d, a, bound, ws, stream); });
+    replay_and_check(exec, stream, d, b, report);
+    replay_and_check(exec, stream, d, a, report);
+    NANOVLLM_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  }
+  const int T = sanitizing() ? 120 : 700;
+  const Batch p1 = make_batch(8, 2, 64, bs, {{T - 21, T - 21}, {20, 300}, {1, 77}}, 1.f, 200, 80);
+  const Batch p2 = make_batch(8, 2, 64, bs, {{1, 5}, {T - 2, T + 40}, {1, 1}}, 1.f, 200, 80);
+  {
+    DeviceBatch d(p1);
+    const cudaGraphExec_t exec = capture(stream, [&] { run_prefill(d, p1, stream); });
+    replay_and_check(exec, stream, d, p2, report);
+    replay_and_check(exec, stream, d, p1, report);
+    NANOVLLM_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  }
+}
+
+// ---- Timings (informational) ----
+
+// Fills a big device buffer with random bf16 by copying one random 8 MiB piece over it.
+void fill_random(uint16_t* dst, size_t n) {
+  const size_t piece = std::min<size_t>(n, size_t(4) << 20);
+  const Bf16Host h = random_bf16(piece, 1.f);
+  NANOVLLM_CUDA_CHECK(cudaMemcpy(dst, h.bits.data(), piece * 2, cudaMemcpyHostToDevice));
+  for (size_t done = piece; done < n; done += piece)
+    NANOVLLM_CUDA_CHECK(cudaMemcpy(dst + done, dst, std::min(piece, n - done) * 2, cudaMemcpyDeviceToDevice));
+}
+
+// Median time of `reps` launches, each between its own pair of events, after warm-up.
+template <typename F>
+double median_ms(cudaStream_t stream, int reps, F&& launch) {
+  for (int i = 0; i < 3; ++i) launch();
+  std::vector<cudaEvent_t> ev(2 * reps);
+  for (auto& e : ev) NANOVLLM_CUDA_CHECK(cudaEventCreate(&e));
+  for (int i = 0; i < reps; ++i) {
+    NANOVLLM_CUDA_CHECK(cudaEventRecord(ev[2 * i], stream));
+    launch();
+    NANOVLLM_CUDA_CHECK(cudaEventRecord(ev[2 * i + 1], stream));
+  }
+  NANOVLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
+  std::vector<float> ms(reps);
+  for (int i = 0; i < reps; ++i) NANOVLLM_CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[2 * i], ev[2 * i + 1]));
+  for (auto& e : ev) cudaEventDestroy(e);
+  std::sort(ms.begin(), ms.end());
+  return ms[reps / 2];
+}
+
+size_t count_nonfinite(DeviceBuf<uint16_t>& buf) {
+  const std::vector<uint16_t> h = buf.download();
+  return size_t(std::count_if(h.begin(), h.end(), [](uint16_t b) { return !std::isfinite(bf16_to_f32(b)); }));
+}
+
+// Decode: 64 sequences x 4096 keys, 16 query / 8 KV heads, d = 128, blocks of 256 (scattered).
+TEST(CudaAttentionPerf, DecodeTiming) {
+  REQUIRE_GPU();
+  if (sanitizing()) GTEST_SKIP() << "no timings under compute-sanitizer";
+  Stream stream;
+  const int n = 64, ctx = 4096, nh = 16, nkv = 8, d = 128, bs = 256;
+  const int blocks_per_seq = ctx / bs;
+  const int64_t num_blocks = int64_t(n) * blocks_per_seq;
+  const int64_t cache = num_blocks * bs * nkv * d;
+  DeviceBuf<uint16_t> qkv(size_t(n) * (nh + 2 * nkv) * d), kc{size_t(cache)}, vc{size_t(cache)},
+      out(size_t(n) * nh * d);
+  fill_random(qkv.data(), size_t(n) * (nh + 2 * nkv) * d);
+  fill_random(kc.data(), size_t(cache));
+  fill_random(vc.data(), size_t(cache));
+  std::vector<int32_t> ids(num_blocks);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), rng());
+  DeviceBuf<int32_t> tables(ids.size()), lens(n);
+  tables.upload(ids);
+  lens.upload(std::vector<int32_t>(n, ctx));
+  const size_t ws_bytes = gpu::paged_attention_decode_workspace_bytes(n, nh, nkv, d, ctx);
+  DeviceBuf<float> ws(ws_bytes / sizeof(float));
+  const float scale = 1.f / std::sqrt(float(d));
+  const double ms = median_ms(stream, 50, [&] {
+    gpu::paged_attention_decode(qkv.data(), nh, nkv, d, scale, kc.data(), vc.data(), bs, num_blocks, n,
+                                lens.data(), tables.data(), blocks_per_seq, ctx, out.data(), ws.data(),
+                                ws.bytes(), stream);
+  });
+  EXPECT_EQ(count_nonfinite(out), 0u);
+  const double bytes = 2.0 * cache * 2 + double(n) * nh * d * 2 * 2;  // K, V, q, out
+  const double flops = 4.0 * n * nh * double(ctx) * d;
+  std::printf("[ CudaAttention ] timing decode  %d seqs x %d ctx, %d/%d heads, d=%d, bs=%d: %.3f ms, "
+              "%.0f GB/s, %.2f TFLOP/s\n", n, ctx, nh, nkv, d, bs, ms, bytes / ms / 1e6, flops / ms / 1e9);
+}
+
+// Prefill: one 4096-token prompt, causal, 16 query / 8 KV heads, d = 128, blocks of 256.
+TEST(CudaAttentionPerf, PrefillTiming) {
+  REQUIRE_GPU();
+  if (sanitizing()) GTEST_SKIP() << "no timings under compute-sanitizer";
+  Stream stream;
+  const int T = 4096, nh = 16, nkv = 8, d = 128, bs = 256;
+  const int blocks = T / bs;
+  const int64_t cache = int64_t(blocks) * bs * nkv * d;
+  DeviceBuf<uint16_t> qkv(size_t(T) * (nh + 2 * nkv) * d), kc{size_t(cache)}, vc{size_t(cache)},
+      out(size_t(T) * nh * d);
+  fill_random(qkv.data(), size_t(T) * (nh + 2 * nkv) * d);
+  fill_random(kc.data(), size_t(cache));
+  fill_random(vc.data(), size_t(cache));
+  std::vector<int32_t> ids(blocks);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), rng());
+  DeviceBuf<int32_t> tables(ids.size()), lens(1), cu(2);
+  tables.upload(ids);
+  lens.upload({T});
+  cu.upload({0, T});
+  const float scale = 1.f / std::sqrt(float(d));
+  const double ms = median_ms(stream, 30, [&] {
+    gpu::paged_attention_prefill(qkv.data(), T, nh, nkv, d, scale, kc.data(), vc.data(), bs, blocks, 1,
+                                 cu.data(), lens.data(), tables.data(), blocks, out.data(), stream);
+  });
+  EXPECT_EQ(count_nonfinite(out), 0u);
+  const double flops = 4.0 * nh * d * (double(T) * (T + 1) / 2);  // causal: visible pairs
+  const double bytes = double(T) * (nh + 2 * nkv) * d * 2 + double(T) * nh * d * 2;
+  std::printf("[ CudaAttention ] timing prefill %d tokens causal, %d/%d heads, d=%d, bs=%d: %.3f ms, "
+              "%.1f TFLOP/s, %.0f GB/s\n", T, nh, nkv, d, bs, ms, flops / ms / 1e9, bytes / ms / 1e6);
+}
+
+// ---- Argument checks: on the host, before any CUDA call, so they run without a GPU ----
+
+TEST(CudaAttentionArgs, RejectedBeforeAnyLaunch) {
+  void* p = reinterpret_cast<void*>(uintptr_t{256});  // never dereferenced: the checks throw first
+  void* odd = reinterpret_cast<void*>(uintptr_t{258});
+  const int32_t* ip = static_cast<const int32_t*>(p);
+  auto decode = [&](int nh, int nkv, int d, int bs, int n, int max_ctx, const void* q, void* ws, size_t ws_bytes) {
+    gpu::paged_attention_decode(q, nh, nkv, d, 0.1f, p, p, bs, 64, n, ip, ip, 8, max_ctx, p, ws, ws_bytes, nullptr);
+  };
+  EXPECT_THROW(decode(16, 8, 96, 16, 4, 100, p, nullptr, 0), Error);   // head_dim
+  EXPECT_THROW(decode(12, 8, 128, 16, 4, 100, p, nullptr, 0), Error);  // nh % nkv
+  EXPECT_THROW(decode(16, 8, 128, 0, 4, 100, p, nullptr, 0), Error);   // block size
+  EXPECT_THROW(decode(16, 8, 128, 16, 4, 100, nullptr, nullptr, 0), Error);
+  EXPECT_THROW(decode(16, 8, 128, 16, 4, 100, odd, nullptr, 0), Error);  // alignment
+  // One sequence of 4096 keys splits; the workspace must be there and large enough.
+  const size_t need = gpu::paged_attention_decode_workspace_bytes(1, 16, 8, 128, 4096);
+  EXPECT_GT(need, 0u);
+  EXPECT_THROW(decode(16, 8, 128, 16, 1, 4096, p, nullptr, 0), Error);
+  EXPECT_THROW(decode(16, 8, 128, 16, 1, 4096, p, p, need - 4), Error);
+  try {
+    decode(16, 8, 128, 16, 1, 4096, p, p, 8);
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("paged_attention_decode"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("workspace"), std::string::npos) << e.what();
+  }
+  // Workspace sizes: none for short contexts; the maximum covers every smaller batch.
+  EXPECT_EQ(gpu::paged_attention_decode_workspace_bytes(64, 16, 8, 128, 128), 0u);
+  const size_t big = gpu::paged_attention_decode_workspace_bytes(256, 32, 8, 128, 32768);
+  for (int n : {1, 7, 64, 255})
+    EXPECT_LE(gpu::paged_attention_decode_workspace_bytes(n, 32, 8, 128, 32768), big) << n;
+  EXPECT_LT(big, size_t(64) << 20) << "the workspace stays small (bounded by the target grid)";
+  EXPECT_THROW(gpu::paged_attention_decode_workspace_bytes(4, 16, 8, 80, 100), Error);
+  // Nothing to do: no sequences, no tokens.
+  EXPECT_NO_THROW(gpu::paged_attention_decode(nullptr, 16, 8, 128, 0.1f, nullptr, nullptr, 16, 0, 0,
+                                              nullptr, nullptr, 1, 0, nullptr, nullptr, 0, nullptr));
+  EXPECT_NO_THROW(gpu::paged_attention_prefill(nullptr, 0, 16, 8, 128, 0.1f, nullptr, nullptr, 16, 0, 0,
+                                               nullptr, nullptr, nullptr, 1, nullptr, nullptr));
+
+  auto prefill = [&](int64_t T, int nh, int nkv, int d, int bs, int n, const void* q, const int32_t* cu) {
+    gpu::paged_attention_prefill(q, T, nh, nkv, d, 0.1f, p, p, bs, 64, n, cu, ip, ip, 8, p, nullptr);
+  };
+  EXPECT_THROW(prefill(10, 16, 8, 80, 16, 2, p, ip), Error);     // head_dim
+  EXPECT_THROW(prefill(10, 16, 3, 128, 16, 2, p, ip), Error);    // nh % nkv
+  EXPECT_THROW(prefill(10, 16, 8, 128, 16, 0, p, ip), Error);    // no sequences
+  EXPECT_THROW(prefill(10, 16, 8, 128, 16, 2, p, nullptr), Error);
+  EXPECT_THROW(prefill(10, 16, 8, 128, 16, 2, odd, ip), Error);  // alignment
+  EXPECT_THROW(prefill(-1, 16, 8, 128, 16, 2, p, ip), Error);
+  EXPECT_THROW(gpu::paged_attention_prefill(p, 10, 16, 8, 128, NAN, p, p, 16, 64, 2, ip, ip, ip, 8, p, nullptr), Error);
+}
+
+}  // namespace
+}  // namespace nanovllm
