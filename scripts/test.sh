@@ -19,5 +19,6 @@ scripts/build.sh asan
 
 echo "== fuzz smoke: each target for ${FUZZ_SECONDS:-20}s"
 scripts/build.sh fuzz
-scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+# (Gemma 3's 33 MB tokenizer takes most of a short run to load under ASan: left to long runs.)
+NANOVLLM_FUZZ_GEMMA=0 scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 echo "== all tests passed"
