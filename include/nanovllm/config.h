@@ -20,7 +20,11 @@ struct Config {
   bool enable_prefix_caching = true;
   bool enable_chunked_prefill = true;  // split long prompts across steps
   int64_t cpu_kvcache_bytes = int64_t{1} << 30;  // the CPU backend's KV budget when sizing
-  std::string backend = "cpu";         // "cpu" (the CUDA backend lands with its issue)
+  // "auto": CUDA when this build has it and a GPU is present, else the CPU. "cpu" or "cuda".
+  std::string backend = "auto";
+  // "auto": the weights in the model folder. "dummy": random weights for config.json alone (or a
+  // built-in preset's config), as vLLM's load_format="dummy": for benchmarks, no weight files.
+  std::string load_format = "auto";
 
   // Throws nanovllm::Error naming the first invalid field.
   void validate() const;

@@ -1,37 +1,39 @@
 #include "engine/llm_engine.h"
 
 #include <algorithm>
+#include <chrono>
 
+#include "loader/dummy_weights.h"
 #include "loader/hf_cache.h"
 #include "runtime/error.h"
 
 namespace nanovllm {
 
-LLMEngine::LLMEngine(Config config) : config_(std::move(config)), seed_rng_(std::random_device{}()) {
+LLMEngine::LLMEngine(Config config, const ParamRegistry::Progress& load_progress)
+    : config_(std::move(config)), seed_rng_(std::random_device{}()) {
   config_.validate();
-  config_.model = resolve_model_path(config_.model).string();  // a folder, or a hub id in the cache
-  if (config_.backend != "cpu")
-    throw Error("backend '" + config_.backend + "' is not available in this build (use \"cpu\")");
-  backend_ = make_cpu_backend();
-  model_ = load_model(config_.model, *backend_);
+  if (!(config_.load_format == "dummy" && is_model_preset(config_.model)))  // a preset has no folder
+    config_.model = resolve_model_path(config_.model).string();  // a folder, or a hub id in the cache
+  backend_ = make_backend(config_.backend);
+  model_ = config_.load_format == "dummy" ? load_dummy_model(config_.model, *backend_)
+                                          : load_model(config_.model, *backend_, load_progress);
   const ModelConfig& mc = model_->config();
   config_.max_model_len = std::min(config_.max_model_len, mc.max_position_embeddings);
   codec_ = load_text_codec(config_.model);
+  try {  // a template we cannot render must not stop plain generation: chat reports it
+    chat_template_ = ModelChatTemplate::from_folder(config_.model);
+  } catch (const Error& e) {
+    chat_template_error_ = e.what();
+  }
 
   const GenerationConfig gen = load_generation_config(config_.model);
   eos_ids_ = gen.present && !gen.eos_token_ids.empty() ? gen.eos_token_ids : mc.eos_token_ids;
 
-  int num_blocks = config_.num_kvcache_blocks;
-  if (num_blocks <= 0) {
-    const int64_t per_block = ModelRunner::block_bytes(mc, config_.kvcache_block_size, backend_->compute_dtype());
-    num_blocks = static_cast<int>(std::min<int64_t>(config_.cpu_kvcache_bytes / per_block, 1 << 20));
-    if (num_blocks <= 0)
-      throw Error("cpu_kvcache_bytes (" + std::to_string(config_.cpu_kvcache_bytes) +
-                  ") is smaller than one KV-cache block (" + std::to_string(per_block) + " bytes)");
-  }
-  blocks_ = std::make_unique<BlockManager>(num_blocks, config_.kvcache_block_size, config_.enable_prefix_caching);
+  // The runner sizes the KV cache (from memory, on a GPU, after profiling the largest step).
+  runner_ = std::make_unique<ModelRunner>(*model_, *backend_, config_);
+  blocks_ = std::make_unique<BlockManager>(runner_->num_blocks(), config_.kvcache_block_size,
+                                           config_.enable_prefix_caching);
   scheduler_ = std::make_unique<Scheduler>(config_, *blocks_);
-  runner_ = std::make_unique<ModelRunner>(*model_, *backend_, num_blocks, config_.kvcache_block_size);
 }
 
 LLMEngine::~LLMEngine() = default;
@@ -161,9 +163,19 @@ RequestOutput LLMEngine::output_of(const Sequence& seq) const {
   return o;
 }
 
-std::vector<RequestOutput> LLMEngine::step() {
+std::vector<RequestOutput> LLMEngine::step() { return run_step(nullptr); }
+
+std::vector<RequestOutput> LLMEngine::step(std::vector<RequestDelta>& deltas) {
+  deltas.clear();
+  return run_step(&deltas);
+}
+
+std::vector<RequestOutput> LLMEngine::run_step(std::vector<RequestDelta>* deltas) {
+  const auto step_start = std::chrono::steady_clock::now();
   std::vector<RequestOutput> done = std::move(aborted_);
   aborted_.clear();
+  if (deltas) *deltas = std::move(aborted_deltas_);
+  aborted_deltas_.clear();
   const SchedulerOutput out = scheduler_->schedule();
   stats_.preemptions += static_cast<uint64_t>(out.num_preempted);
   if (out.empty()) {
@@ -171,6 +183,10 @@ std::vector<RequestOutput> LLMEngine::step() {
       throw Error("scheduler: requests are waiting but none can be scheduled (the KV cache is too small)");
     return done;
   }
+  StepInfo info;  // for the step observer
+  if (step_observer_)
+    for (const auto& s : out.scheduled)
+      info.seqs.push_back({s.num_tokens, s.seq->num_computed_tokens + s.num_tokens, s.samples});
   const SamplerOutput sampled = runner_->run(out, sampling_batch(out));
   scheduler_->update_computed(out);
   ++stats_.steps;
@@ -178,16 +194,25 @@ std::vector<RequestOutput> LLMEngine::step() {
   for (const auto& s : out.scheduled) {
     if (!s.samples) continue;
     Sequence& seq = *s.seq;
-    const bool stop = append_token(seq, sampled.token[row], sampled.logprob[row],
+    const int32_t token = sampled.token[row];
+    const bool stop = append_token(seq, token, sampled.logprob[row],
                                    sampled.top.empty() ? nullptr : &sampled.top[row]);
     ++row;
-    if (!stop) continue;
+    if (!stop) {
+      if (deltas) deltas->push_back(delta_of(seq, {token}, false));
+      continue;
+    }
     if (auto it = streams_.find(seq.id); it != streams_.end()) seq.text += it->second->flush();
+    if (deltas) deltas->push_back(delta_of(seq, {token}, true));
     scheduler_->finish(&seq);
     stats_.cached_prompt_tokens += static_cast<uint64_t>(seq.num_cached_tokens);
     done.push_back(output_of(seq));
     streams_.erase(seq.id);
     seqs_.erase(seq.id);
+  }
+  if (step_observer_) {
+    info.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
+    step_observer_(info);
   }
   return done;
 }
@@ -199,8 +224,45 @@ void LLMEngine::abort(int64_t id) {
   scheduler_->finish(&seq);
   seq.finish_reason = "abort";
   aborted_.push_back(output_of(seq));
+  aborted_deltas_.push_back(delta_of(seq, {}, true));
   streams_.erase(id);
   seqs_.erase(it);
+}
+
+RequestDelta LLMEngine::delta_of(Sequence& seq, std::vector<int32_t> new_tokens, bool finished) const {
+  RequestDelta d;
+  d.request_id = seq.id;
+  d.token_ids = std::move(new_tokens);
+  d.finished = finished;
+  if (finished) d.finish_reason = seq.finish_reason;
+  size_t end = seq.text.size();
+  if (!finished && !seq.params.stop.empty()) {
+    // Hold back the text that a stop string completed by later tokens would cut.
+    size_t longest = 0;
+    for (const auto& stop : seq.params.stop) longest = std::max(longest, stop.size());
+    end = end > longest - 1 ? end - (longest - 1) : 0;
+    while (end > 0 && (static_cast<unsigned char>(seq.text[end]) & 0xC0) == 0x80) --end;  // whole characters
+  }
+  const size_t from = std::min(seq.text_emitted, seq.text.size());
+  if (end > from) {
+    d.text = seq.text.substr(from, end - from);
+    seq.text_emitted = end;
+  }
+  return d;
+}
+
+std::vector<int32_t> LLMEngine::tokenize(const std::string& text, bool add_special_tokens) const {
+  if (!codec_) throw Error(config_.model + " has no tokenizer.json");
+  return codec_->encode(text, add_special_tokens);
+}
+
+std::string LLMEngine::apply_chat_template(const nlohmann::ordered_json& messages, const ChatTemplateOptions& opts,
+                                           const nlohmann::ordered_json& tools) const {
+  if (!chat_template_error_.empty()) throw Error("the chat template cannot be used: " + chat_template_error_);
+  if (!chat_template_)
+    throw Error(config_.model + " has no chat template (no chat_template in tokenizer_config.json, no "
+                "chat_template.jinja)");
+  return chat_template_->render(messages, opts, tools);
 }
 
 bool LLMEngine::has_unfinished() const { return scheduler_->has_unfinished() || !aborted_.empty(); }

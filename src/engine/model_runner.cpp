@@ -1,77 +1,286 @@
 #include "engine/model_runner.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "runtime/error.h"
 
 namespace nanovllm {
-
-ModelRunner::ModelRunner(CausalLM& model, Backend& backend, int num_blocks, int block_size)
-    : model_(model), backend_(backend) {
-  cache_.block_size = block_size;
-  cache_.num_blocks = num_blocks;
-  const ModelConfig& c = model.config();
-  for (int l = 0; l < c.num_hidden_layers; ++l) {
-    cache_.k.push_back(backend.empty({num_blocks, block_size, model.num_kv_heads(), model.head_dim()},
-                                     backend.compute_dtype()));
-    cache_.v.push_back(backend.empty({num_blocks, block_size, model.num_kv_heads(), model.head_dim()},
-                                     backend.compute_dtype()));
-  }
+namespace {
+std::string gib(double b) {
+  char s[32];
+  std::snprintf(s, sizeof s, "%.2f GiB", b / double(1 << 30));
+  return s;
 }
+}  // namespace
 
 int64_t ModelRunner::block_bytes(const ModelConfig& c, int block_size, DType dtype) {
   return int64_t{2} * c.num_hidden_layers * block_size * c.num_key_value_heads * c.head_dim *
          static_cast<int64_t>(dtype_size(dtype));
 }
 
-Tensor ModelRunner::upload(const std::vector<int32_t>& v, std::vector<int64_t> shape) {
-  Tensor t = backend_.empty(shape, DType::I32);
-  backend_.copy_from_host(t, v.data(), v.size() * sizeof(int32_t));
-  return t;
+ModelRunner::ModelRunner(CausalLM& model, Backend& backend, const Config& config)
+    : model_(model), backend_(backend), config_(config) {
+  const ModelConfig& mc = model.config();
+  const int bs = config.kvcache_block_size;
+  max_seqs_ = config.max_num_seqs;
+  max_tokens_ = std::max(config.max_num_batched_tokens, config.max_num_seqs);
+  max_blocks_per_seq_ = (config.max_model_len + bs - 1) / bs;
+  pad_decodes_ = backend.device() != Device::CPU;
+  if (pad_decodes_) {  // Nano-vLLM's ladder: 1, 2, 4, 8, then every 16 up to 512
+    const int most = std::min(max_seqs_, 512);
+    for (int b : {1, 2, 4, 8})
+      if (b <= most) graph_sizes_.push_back(b);
+    for (int b = 16; b <= most; b += 16) graph_sizes_.push_back(b);
+    if (graph_sizes_.empty() || graph_sizes_.back() < most) graph_sizes_.push_back(most);
+  }
+  backend.reserve({max_tokens_, max_seqs_, config.max_model_len, mc.vocab_size, 20});
+
+  const int64_t T = max_tokens_;
+  ids_buf_ = backend.empty({T}, DType::I32);
+  pos_buf_ = backend.empty({T}, DType::I32);
+  slot_buf_ = backend.empty({T}, DType::I32);
+  rows_buf_ = backend.empty({T}, DType::I32);
+  cu_buf_ = backend.empty({int64_t{max_seqs_} + 1}, DType::I32);
+  ctx_buf_ = backend.empty({max_seqs_}, DType::I32);
+  table_buf_ = backend.empty({int64_t{max_seqs_} * max_blocks_per_seq_}, DType::I32);
+
+  int num_blocks = config.num_kvcache_blocks;
+  if (num_blocks <= 0) {
+    if (backend.device_memory()) {
+      num_blocks = size_cache_from_memory();
+    } else {
+      const int64_t per_block = block_bytes(mc, bs, backend.compute_dtype());
+      num_blocks = static_cast<int>(std::min<int64_t>(config.cpu_kvcache_bytes / per_block, 1 << 20));
+      if (num_blocks <= 0)
+        throw Error("cpu_kvcache_bytes (" + std::to_string(config.cpu_kvcache_bytes) +
+                    ") is smaller than one KV-cache block (" + std::to_string(per_block) + " bytes)");
+    }
+  } else if (backend.device_memory()) {
+    size_cache_from_memory();  // still profiles, to size the step arena
+  }
+  allocate_cache(num_blocks);
+  if (!config.enforce_eager && pad_decodes_) capture_graphs();
 }
 
-SamplerOutput ModelRunner::run(const SchedulerOutput& step, const SamplingBatch& batch) {
+void ModelRunner::allocate_cache(int num_blocks) {
+  cache_ = KVCache{};
+  cache_.block_size = config_.kvcache_block_size;
+  cache_.num_blocks = num_blocks;
+  const ModelConfig& c = model_.config();
+  const std::vector<int64_t> shape{num_blocks, cache_.block_size, model_.num_kv_heads(), model_.head_dim()};
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    cache_.k.push_back(backend_.empty(shape, backend_.compute_dtype()));
+    cache_.v.push_back(backend_.empty(shape, backend_.compute_dtype()));
+  }
+}
+
+// Runs the largest prefill step (max_num_batched_tokens tokens, as many sampling rows as
+// max_num_seqs allows) and the largest decode step with step memory measured, against a
+// one-block cache that no row reads (block tables of -1, no slots): the peak is the step
+// arena's size. The KV cache then gets what gpu_memory_utilization leaves.
+int ModelRunner::size_cache_from_memory() {
+  allocate_cache(1);
+  backend_.begin_profile();
+  {
+    const int T = max_tokens_;
+    const int nseq = std::max({std::min(max_seqs_, T), (T + config_.max_model_len - 1) / config_.max_model_len, 1});
+    HostBatch b = padding_batch(0, max_blocks_per_seq_);
+    b.cu = {0};
+    b.num_seqs = nseq;
+    for (int s = 0; s < nseq; ++s) {
+      const int len = T / nseq + (s < T % nseq ? 1 : 0);
+      for (int i = 0; i < len; ++i) {
+        b.ids.push_back(0);
+        b.positions.push_back(i);
+        b.slots.push_back(-1);
+      }
+      b.cu.push_back(b.cu.back() + len);
+      b.ctx.push_back(len);
+      b.sample_rows.push_back(b.cu.back() - 1);
+      b.max_q = std::max(b.max_q, len);
+      b.max_ctx = std::max(b.max_ctx, len);
+    }
+    b.tables.assign(size_t(nseq) * max_blocks_per_seq_, -1);
+    backend_.begin_step();
+    AttentionMetadata meta;
+    Tensor ids = upload(b, meta, false);
+    logits_of(ids, meta, b, cache_);
+    backend_.end_step();
+  }
+  if (!graph_sizes_.empty()) {  // the largest decode step, with the decode kernel's workspace
+    HostBatch b = padding_batch(graph_sizes_.back(), max_blocks_per_seq_);
+    backend_.begin_step(true);
+    AttentionMetadata meta;
+    Tensor ids = upload(b, meta, true);
+    logits_of(ids, meta, b, cache_);
+    backend_.end_step();
+  }
+  const size_t peak = backend_.end_profile();
+  step_memory_ = peak + (size_t{4} << 20);
+  backend_.set_step_memory(step_memory_);
+  cache_ = KVCache{};  // frees the one-block cache
+
+  const auto [free_b, total_b] = *backend_.device_memory();
+  const double used = double(total_b - free_b);
+  const double budget = double(total_b) * config_.gpu_memory_utilization - used;
+  const int64_t per_block = block_bytes(model_.config(), config_.kvcache_block_size, backend_.compute_dtype());
+  const int64_t blocks = budget > 0 ? static_cast<int64_t>(budget / double(per_block)) : 0;
+  if (blocks < 1)
+    throw Error("not enough GPU memory for the KV cache: " + gib(double(total_b)) + " x gpu_memory_utilization " +
+                std::to_string(config_.gpu_memory_utilization) + " leaves " + gib(budget) + " after " + gib(used) +
+                " in use (weights, and " + gib(double(step_memory_)) +
+                " for the largest step); one block needs " + gib(double(per_block)) +
+                ". Raise gpu_memory_utilization or lower max_num_batched_tokens / max_num_seqs");
+  return static_cast<int>(std::min<int64_t>(blocks, 1 << 24));
+}
+
+int ModelRunner::pick_graph_size(int n) const {
+  for (int b : graph_sizes_)
+    if (b >= n) return b;
+  return 0;
+}
+
+ModelRunner::HostBatch ModelRunner::padding_batch(int rows, int table_stride) {
+  HostBatch b;
+  b.num_seqs = rows;
+  b.table_stride = table_stride;
+  b.max_q = rows ? 1 : 0;
+  for (int i = 0; i < rows; ++i) {
+    b.ids.push_back(0);
+    b.positions.push_back(0);
+    b.slots.push_back(-1);  // no K/V write
+    b.cu.push_back(i + 1);
+    b.ctx.push_back(0);     // sees no key: its output is zeros, and nothing is read
+    b.sample_rows.push_back(i);
+  }
+  b.tables.assign(size_t(rows) * table_stride, -1);
+  return b;
+}
+
+ModelRunner::HostBatch ModelRunner::build(const SchedulerOutput& step, int pad_to) const {
   const int bs = cache_.block_size;
-  std::vector<int32_t> ids, positions, slots, cu{0}, ctx, sample_rows;
-  size_t max_blocks = 1;
-  int max_q = 0, max_ctx = 0;
-  for (const auto& s : step.scheduled) max_blocks = std::max(max_blocks, s.seq->block_table.size());
-  std::vector<int32_t> tables(step.scheduled.size() * max_blocks, -1);
-  for (size_t i = 0; i < step.scheduled.size(); ++i) {
+  const int n = static_cast<int>(step.scheduled.size());
+  size_t used_blocks = 1;
+  for (const auto& s : step.scheduled) used_blocks = std::max(used_blocks, s.seq->block_table.size());
+  // A decode batch at a ladder size has the fixed stride the graphs were captured with.
+  const int stride = pad_to ? max_blocks_per_seq_ : static_cast<int>(used_blocks);
+  HostBatch b = padding_batch(0, stride);
+  b.num_seqs = std::max(n, pad_to);
+  b.tables.assign(size_t(b.num_seqs) * stride, -1);
+  for (int i = 0; i < n; ++i) {
     const Sequence& seq = *step.scheduled[i].seq;
     const int begin = seq.num_computed_tokens, end = begin + step.scheduled[i].num_tokens;
     for (int p = begin; p < end; ++p) {
-      ids.push_back(seq.tokens[p]);
-      positions.push_back(p);
-      slots.push_back(seq.block_table[p / bs] * bs + p % bs);
+      b.ids.push_back(seq.tokens[p]);
+      b.positions.push_back(p);
+      b.slots.push_back(seq.block_table[p / bs] * bs + p % bs);
     }
-    std::copy(seq.block_table.begin(), seq.block_table.end(), tables.begin() + i * max_blocks);
-    cu.push_back(cu.back() + (end - begin));
-    ctx.push_back(end);
-    max_q = std::max(max_q, end - begin);
-    max_ctx = std::max(max_ctx, end);
-    if (step.scheduled[i].samples) sample_rows.push_back(cu.back() - 1);
+    std::copy(seq.block_table.begin(), seq.block_table.end(), b.tables.begin() + size_t(i) * stride);
+    b.cu.push_back(b.cu.back() + (end - begin));
+    b.ctx.push_back(end);
+    b.max_q = std::max(b.max_q, end - begin);
+    b.max_ctx = std::max(b.max_ctx, end);
+    if (step.scheduled[i].samples) b.sample_rows.push_back(b.cu.back() - 1);
   }
-  if (sample_rows.size() != batch.size())
-    throw Error("ModelRunner: " + std::to_string(sample_rows.size()) + " sequences sample but the batch has " +
+  for (int i = n; i < pad_to; ++i) {
+    b.ids.push_back(0);
+    b.positions.push_back(0);
+    b.slots.push_back(-1);
+    b.cu.push_back(b.cu.back() + 1);
+    b.ctx.push_back(0);
+    b.sample_rows.push_back(i);  // logits for every row, as the graph computes them
+  }
+  return b;
+}
+
+Tensor ModelRunner::upload(const HostBatch& b, AttentionMetadata& meta, bool decode_graph_shape) {
+  const int64_t T = static_cast<int64_t>(b.ids.size());
+  if (T > max_tokens_ || b.num_seqs > std::max(max_seqs_, graph_sizes_.empty() ? 0 : graph_sizes_.back()))
+    throw Error("ModelRunner: a step of " + std::to_string(T) + " tokens and " + std::to_string(b.num_seqs) +
+                " sequences exceeds the runner's capacity");
+  auto put = [&](Tensor& buf, const std::vector<int32_t>& v, std::vector<int64_t> shape) {
+    Tensor t = buf.rows(0, static_cast<int64_t>(v.size())).reshape(std::move(shape));
+    backend_.copy_from_host(t, v.data(), v.size() * sizeof(int32_t));
+    return t;
+  };
+  const int64_t S = b.num_seqs;
+  meta.num_seqs = b.num_seqs;
+  meta.block_size = cache_.block_size;
+  meta.max_seqlen_q = b.max_q;
+  // Decode steps on a device see the full context capacity: the decode kernel's split of the
+  // keys then depends on nothing but the sequence itself (eager and graph runs agree).
+  meta.max_context_len = decode_graph_shape ? config_.max_model_len : b.max_ctx;
+  meta.positions = put(pos_buf_, b.positions, {T});
+  meta.slot_mapping = put(slot_buf_, b.slots, {T});
+  meta.cu_seqlens_q = put(cu_buf_, b.cu, {S + 1});
+  meta.context_lens = put(ctx_buf_, b.ctx, {S});
+  meta.block_tables = put(table_buf_, b.tables, {S, static_cast<int64_t>(b.table_stride)});
+  return put(ids_buf_, b.ids, {T});
+}
+
+// Hidden states, then logits for the sampling rows only (every row, in a decode batch).
+Tensor ModelRunner::logits_of(const Tensor& ids, const AttentionMetadata& meta, const HostBatch& b, KVCache& cache) {
+  Tensor hidden = model_.forward(ids, meta, cache);
+  const int64_t R = static_cast<int64_t>(b.sample_rows.size());
+  if (R == hidden.dim(0)) return model_.compute_logits(hidden);
+  Tensor rows = rows_buf_.rows(0, R);
+  backend_.copy_from_host(rows, b.sample_rows.data(), R * sizeof(int32_t));
+  Tensor picked = backend_.empty({R, hidden.dim(1)}, hidden.dtype());
+  backend_.gather_rows(hidden, rows, picked);
+  return model_.compute_logits(picked);
+}
+
+void ModelRunner::capture_graphs() {
+  for (auto it = graph_sizes_.rbegin(); it != graph_sizes_.rend(); ++it) {
+    const int B = *it;
+    const HostBatch b = padding_batch(B, max_blocks_per_seq_);
+    AttentionMetadata meta;
+    backend_.begin_step(true);
+    Tensor ids = upload(b, meta, true);
+    logits_of(ids, meta, b, cache_);  // warm-up: every GEMM plan and lazy setup happens here
+    backend_.end_step();
+    backend_.begin_step(true);
+    Tensor logits;
+    std::unique_ptr<StepGraph> g = backend_.capture([&] { logits = logits_of(ids, meta, b, cache_); });
+    backend_.end_step();
+    if (!g) {  // the backend has no graphs
+      graphs_.clear();
+      break;
+    }
+    graphs_[B] = Graph{std::move(g), logits};
+  }
+  backend_.synchronize();
+}
+
+SamplerOutput ModelRunner::run(const SchedulerOutput& step, const SamplingBatch& batch) {
+  const int n = static_cast<int>(step.scheduled.size());
+  bool decode = pad_decodes_ && n > 0;
+  for (const auto& s : step.scheduled) decode = decode && s.num_tokens == 1 && s.samples;
+  const int pad_to = decode ? pick_graph_size(n) : 0;
+  const HostBatch b = build(step, pad_to);
+  size_t sampling = 0;
+  for (const auto& s : step.scheduled) sampling += s.samples ? 1 : 0;
+  if (sampling != batch.size())
+    throw Error("ModelRunner: " + std::to_string(sampling) + " sequences sample but the batch has " +
                 std::to_string(batch.size()) + " rows");
-  const int64_t T = static_cast<int64_t>(ids.size());
+  backend_.begin_step(pad_to > 0);
+  struct EndStep {  // the step closes even when an op throws
+    Backend& b;
+    ~EndStep() { b.end_step(); }
+  } end_step{backend_};
   AttentionMetadata meta;
-  meta.num_seqs = static_cast<int>(step.scheduled.size());
-  meta.block_size = bs;
-  meta.max_seqlen_q = max_q;
-  meta.max_context_len = max_ctx;
-  meta.positions = upload(positions, {T});
-  meta.slot_mapping = upload(slots, {T});
-  meta.cu_seqlens_q = upload(cu, {static_cast<int64_t>(cu.size())});
-  meta.context_lens = upload(ctx, {static_cast<int64_t>(ctx.size())});
-  meta.block_tables = upload(tables, {static_cast<int64_t>(step.scheduled.size()), static_cast<int64_t>(max_blocks)});
-  Tensor hidden = model_.forward(upload(ids, {T}), meta, cache_);
-  if (sample_rows.empty()) return {};
-  // Logits only where a token is sampled: the lm_head is the largest GEMM of a decode step.
-  Tensor picked = backend_.empty({static_cast<int64_t>(sample_rows.size()), hidden.dim(1)}, hidden.dtype());
-  backend_.gather_rows(hidden, upload(sample_rows, {static_cast<int64_t>(sample_rows.size())}), picked);
-  Tensor logits = model_.compute_logits(picked);
+  Tensor ids = upload(b, meta, pad_to > 0);
+  Tensor logits;
+  auto g = pad_to ? graphs_.find(pad_to) : graphs_.end();
+  if (g != graphs_.end()) {
+    g->second.graph->replay();
+    logits = g->second.logits;
+  } else {
+    logits = logits_of(ids, meta, b, cache_);
+  }
+  if (batch.size() == 0) return {};
+  if (logits.dim(0) != static_cast<int64_t>(batch.size())) logits = logits.rows(0, static_cast<int64_t>(batch.size()));
   return backend_.sample(logits, batch);
 }
 

@@ -51,6 +51,10 @@ void Config::validate() const {
   if (!enable_chunked_prefill && max_num_batched_tokens < max_model_len)
     invalid(o, "max_num_batched_tokens", max_num_batched_tokens,
             "without chunked prefill it must be >= max_model_len, or a long prompt could never run");
+  if (backend != "auto" && backend != "cpu" && backend != "cuda")
+    invalid(o, "backend", "\"" + backend + "\"", "must be \"auto\", \"cpu\" or \"cuda\"");
+  if (load_format != "auto" && load_format != "dummy")
+    invalid(o, "load_format", "\"" + load_format + "\"", "must be \"auto\" or \"dummy\"");
 }
 
 }  // namespace nanovllm

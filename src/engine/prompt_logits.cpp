@@ -72,9 +72,16 @@ PromptLogits prompt_logits(CausalLM& model, Backend& b,
 
   Tensor hidden = model.forward(input, meta, cache);
   Tensor logits = model.compute_logits(hidden);
-  if (logits.dtype() != DType::F32) throw Error("prompt_logits: the backend returned non-float32 logits");
   std::vector<float> all(static_cast<size_t>(logits.numel()));
-  b.copy_to_host(all.data(), logits, all.size() * sizeof(float));
+  if (logits.dtype() == DType::F32) {
+    b.copy_to_host(all.data(), logits, all.size() * sizeof(float));
+  } else if (logits.dtype() == DType::BF16) {  // a GPU's logits: widened exactly
+    std::vector<uint16_t> raw(all.size());
+    b.copy_to_host(raw.data(), logits, raw.size() * sizeof(uint16_t));
+    for (size_t i = 0; i < raw.size(); ++i) all[i] = bf16_to_f32(raw[i]);
+  } else {
+    throw Error("prompt_logits: the backend returned logits of an unexpected dtype");
+  }
   PromptLogits out;
   out.vocab_size = c.vocab_size;
   for (size_t s = 0; s < prompts.size(); ++s)

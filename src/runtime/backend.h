@@ -5,7 +5,10 @@
 // features, V = vocabulary, nh / nkv = query / key-value heads, d = head_dim.
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +18,28 @@
 #include "runtime/tensor.h"
 
 namespace nanovllm {
+
+// The largest step shapes the engine will run; a backend sizes its per-step resources from them.
+struct StepLimits {
+  int max_tokens = 0;        // tokens in one step
+  int max_seqs = 0;          // sequences in one step (rows that sample)
+  int max_model_len = 0;     // the longest context
+  int64_t vocab_size = 0;
+  int max_logprobs = 20;     // top-N logprobs a request may ask for
+};
+
+// A recorded step (a CUDA graph) that replays with the buffers it was captured with.
+class StepGraph {
+ public:
+  virtual ~StepGraph() = default;
+  virtual void replay() = 0;
+};
+
+// What the device can do at best, for roofline accounting (src/bench/roofline.h).
+struct Ceilings {
+  double bytes_per_s = 0;         // copy bandwidth: bytes read + bytes written per second
+  double matmul_flops_per_s = 0;  // dense matmul rate in the compute dtype
+};
 
 class Backend {
  public:
@@ -64,8 +89,42 @@ class Backend {
   // Samples one token per row of logits (R, V): bans, penalties, temperature, top-k, top-p,
   // min-p, then an exponential race with counter-based noise (runtime/sampling.h).
   virtual SamplerOutput sample(const Tensor& logits, const SamplingBatch& batch) = 0;
+
+  // ---- Steps, memory and graphs. The defaults are what the CPU needs: nothing. ----
+  // Called once by the runner, before any step, with the engine's limits.
+  virtual void reserve(const StepLimits&) {}
+  // Between begin_step() and end_step(), empty() hands out step memory: a bump arena that the
+  // next begin_step() reclaims, so a step never calls the device allocator. Outside a step,
+  // empty() allocates long-lived memory (weights, KV cache, the runner's input buffers).
+  // `decode`: every row is one decode token (a ladder-sized batch). Products in other steps use
+  // one plan per weight shape whatever the row count, so a row's result does not depend on how
+  // many rows share the step (prefix-cache hits and chunking leave greedy output unchanged).
+  virtual void begin_step(bool decode = false) { (void)decode; }
+  virtual void end_step() {}
+  // Profiling: while on, step memory comes straight from the device allocator and its peak is
+  // recorded. end_profile() returns the peak bytes of one step (0 where nothing is measured).
+  virtual void begin_profile() {}
+  virtual size_t end_profile() { return 0; }
+  // Fixes the step arena's size (after profiling).
+  virtual void set_step_memory(size_t) {}
+  // (free, total) bytes of device memory, or nullopt where the backend uses host memory.
+  virtual std::optional<std::pair<size_t, size_t>> device_memory() { return std::nullopt; }
+  // Records `body` (which must only launch work on step memory and long-lived buffers) as a
+  // graph. nullptr where the backend has no graphs. Called inside a step.
+  virtual std::unique_ptr<StepGraph> capture(const std::function<void()>&) { return nullptr; }
+
+  // Measures the device's copy bandwidth and matmul rate (takes about a second). Zeros mean
+  // "not measured by this backend": benchmarks then need the ceilings given to them.
+  virtual Ceilings measure_ceilings() { return {}; }
 };
 
 std::unique_ptr<Backend> make_cpu_backend();
+// The CUDA backend on `device` (bf16 weights and activations). Error when this build has no
+// CUDA backend or there is no such GPU.
+std::unique_ptr<Backend> make_cuda_backend(int device = 0);
+// Whether make_cuda_backend(0) can succeed: compiled in, and a GPU is visible.
+bool cuda_backend_available();
+// By Config::backend's name: "cpu", "cuda", or "auto" (CUDA when available, else the CPU).
+std::unique_ptr<Backend> make_backend(const std::string& name);
 
 }  // namespace nanovllm

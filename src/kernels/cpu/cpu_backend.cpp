@@ -1,7 +1,10 @@
 // The CPU backend: float32 tensors in host memory, ops from kernels/cpu. Each op checks its
 // preconditions (devices, dtypes, shapes) so that a wiring mistake is an Error, not a wrong
 // answer.
+#include <omp.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -180,6 +183,46 @@ class CpuBackend final : public Backend {
                batch.banned.size() == batch.size() && batch.tokens.size() == batch.size(),
            "sample", "batch does not match the logits' rows");
     return cpu::sample(logits.data_as<float>(), logits.dim(0), logits.dim(1), batch);
+  }
+
+  // Copy bandwidth: a memcpy of 256 MiB (larger than any CPU cache) split over all threads, read
+  // plus write counted. Matmul: our own linear() on 1024 x 1024 x 1024. Best of three each,
+  // after a warm-up run.
+  Ceilings measure_ceilings() override {
+    using clock = std::chrono::steady_clock;
+    auto best_of = [](int reps, const auto& body) {
+      body();
+      double best = 1e300;
+      for (int r = 0; r < reps; ++r) {
+        const auto t0 = clock::now();
+        body();
+        best = std::min(best, std::chrono::duration<double>(clock::now() - t0).count());
+      }
+      return best;
+    };
+    Ceilings c;
+    const size_t n = size_t{256} << 20;
+    Tensor src = empty({static_cast<int64_t>(n)}, DType::U8), dst = empty({static_cast<int64_t>(n)}, DType::U8);
+    auto* s = static_cast<char*>(src.data());
+    auto* d = static_cast<char*>(dst.data());
+    auto parallel_copy = [&](bool fill) {
+#pragma omp parallel
+      {
+        const size_t t = static_cast<size_t>(omp_get_thread_num()), nt = static_cast<size_t>(omp_get_num_threads());
+        const size_t b = n * t / nt, e = n * (t + 1) / nt;
+        if (fill) std::memset(s + b, 1, e - b), std::memset(d + b, 0, e - b);  // first touch, per thread
+        else std::memcpy(d + b, s + b, e - b);
+      }
+    };
+    parallel_copy(true);
+    c.bytes_per_s = 2.0 * static_cast<double>(n) / best_of(3, [&] { parallel_copy(false); });
+
+    const int64_t m = 1024;
+    std::vector<float> a(static_cast<size_t>(m * m)), w(a.size()), out(a.size());
+    for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>(i % 7) * 0.1f, w[i] = static_cast<float>(i % 5) * 0.1f;
+    c.matmul_flops_per_s = 2.0 * static_cast<double>(m * m * m) /
+                           best_of(3, [&] { cpu::linear(a.data(), w.data(), nullptr, out.data(), m, m, m); });
+    return c;
   }
 };
 

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""On the GPU machine: real-size Qwen3 models with random weights, and transformers' logits.
+
+Usage: make-real-models.py OUT_DIR [0.6b 1.7b ...]
+For each size: OUT_DIR/qwen3-<size>/ holds the model (bf16 safetensors, the published config
+with random weights from transformers' own initialisation, seed 0) and reference.safetensors:
+prompt.<i> (int64 token ids), logits.<i> (transformers' bf16 forward on this GPU, sdpa
+attention) and logits_f32.<i> (its float32 forward of the same bf16 weights, TF32 off: the
+exact answer a bf16 implementation approximates). It also prints how far transformers' bf16
+forward is from its float32 one: the noise floor of any bf16 implementation.
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from transformers import Qwen3Config, Qwen3ForCausalLM
+
+PUBLISHED = {  # from the Hugging Face config.json of Qwen/Qwen3-*
+    "0.6b": dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
+                 num_key_value_heads=8, tie_word_embeddings=True),
+    "1.7b": dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,
+                 num_key_value_heads=8, tie_word_embeddings=True),
+}
+COMMON = dict(vocab_size=151936, head_dim=128, max_position_embeddings=40960, rope_theta=1000000.0,
+              rms_norm_eps=1e-6, hidden_act="silu", attention_bias=False, bos_token_id=151643,
+              eos_token_id=151645, torch_dtype="bfloat16")
+LENGTHS = [17, 64, 200, 333]
+
+
+def main():
+    out_root = Path(sys.argv[1])
+    sizes = sys.argv[2:] or ["0.6b", "1.7b"]
+    for size in sizes:
+        t0 = time.time()
+        d = out_root / f"qwen3-{size}"
+        d.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        cfg = Qwen3Config(**PUBLISHED[size], **COMMON)
+        with torch.device("cuda"):
+            model = Qwen3ForCausalLM(cfg)
+        model = model.to(torch.bfloat16).eval()
+        model.save_pretrained(d, safe_serialization=True)
+        g = torch.Generator().manual_seed(7)
+        prompts = [torch.randint(0, cfg.vocab_size, (n,), generator=g) for n in LENGTHS]
+        ref, bf16_logits = {}, []
+        with torch.no_grad():
+            for i, p in enumerate(prompts):
+                logits = model(input_ids=p[None].cuda(), use_cache=False).logits[0]
+                bf16_logits.append(logits.float())
+                ref[f"prompt.{i}"] = p.to(torch.int64).contiguous()
+                ref[f"logits.{i}"] = logits.to(torch.bfloat16).cpu().contiguous()
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+            model = model.float()
+            num = den = 0.0
+            same = rows = 0
+            for i, (p, b) in enumerate(zip(prompts, bf16_logits)):
+                f = model(input_ids=p[None].cuda(), use_cache=False).logits[0].float()
+                ref[f"logits_f32.{i}"] = f.cpu().contiguous()
+                num += (f - b).pow(2).sum().item()
+                den += f.pow(2).sum().item()
+                same += (f.argmax(-1) == b.argmax(-1)).sum().item()
+                rows += f.shape[0]
+            save_file(ref, str(d / "reference.safetensors"))
+        print(json.dumps({"model": str(d), "tokens": sum(LENGTHS),
+                          "hf_f32_vs_hf_bf16_rel_err": (num / den) ** 0.5,
+                          "hf_f32_vs_hf_bf16_argmax_agree": same / rows,
+                          "seconds": round(time.time() - t0, 1)}), flush=True)
+        del model
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()

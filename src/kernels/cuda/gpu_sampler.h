@@ -1,0 +1,59 @@
+// The CUDA backend's sampler: cpu::sample's semantics on device logits (kernels/cuda/sampler.h).
+//
+// Constructed once with its capacities; it allocates every device buffer and the pinned host
+// staging there, and never again. sample() packs the batch into pinned memory, uploads it with
+// one cudaMemcpyAsync, launches the kernel, copies the results back with one cudaMemcpyAsync and
+// synchronises the stream once. A batch beyond a capacity is an Error that names it (nothing is
+// allocated on the way). Not thread-safe: one engine thread owns it.
+//
+// Memory: device and pinned ~(60 + 8 max_logprobs) bytes per row; per token of penalty history
+// or ban list, 4 bytes pinned + 4 device + 16 device (the dedup table). Only rows with a penalty
+// on (repetition != 1, presence or frequency != 0, and a token list) send their history.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "runtime/sampling.h"
+
+namespace nanovllm {
+
+class GpuSampler {
+ public:
+  // max_rows: rows per sample() call; vocab: V of the logits (<= 2^18); max_history_tokens:
+  // prompt + output tokens of all penalised rows of one batch together; max_logprobs: the
+  // largest batch.max_logprobs; max_banned_tokens: banned ids of one batch together (-1: 64 per
+  // row). The stream is the one the logits are produced on (not owned).
+  GpuSampler(int64_t max_rows, int64_t vocab, int64_t max_history_tokens, int max_logprobs,
+             cudaStream_t stream, int64_t max_banned_tokens = -1);
+  ~GpuSampler();
+  GpuSampler(const GpuSampler&) = delete;
+  GpuSampler& operator=(const GpuSampler&) = delete;
+
+  // Samples rows 0 .. R-1 of logits (R, vocab) bf16 on the device, after the work already
+  // queued on the stream. The batch's vectors have R entries each (num_prompt_tokens only
+  // needs them for rows with a penalty on). Returns when the results are on the host.
+  SamplerOutput sample(const void* logits_bf16_device, int64_t R, const SamplingBatch& batch);
+
+  int64_t max_rows() const { return max_rows_; }
+  int64_t vocab() const { return vocab_; }
+  int64_t max_history_tokens() const { return max_hist_; }
+  int64_t max_banned_tokens() const { return max_ban_; }
+  int max_logprobs() const { return max_logprobs_; }
+
+ private:
+  int64_t max_rows_, vocab_, max_hist_, max_ban_;
+  int max_logprobs_;
+  cudaStream_t stream_;
+  size_t in_bytes_ = 0, out_bytes_ = 0, ws_bytes_ = 0;
+  void* host_in_ = nullptr;   // pinned: the packed batch
+  void* host_out_ = nullptr;  // pinned: the results
+  void* dev_in_ = nullptr;
+  void* dev_out_ = nullptr;
+  void* workspace_ = nullptr;
+  void release() noexcept;
+};
+
+}  // namespace nanovllm

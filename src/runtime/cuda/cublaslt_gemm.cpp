@@ -1,0 +1,187 @@
+#include "runtime/cuda/cublaslt_gemm.h"
+
+#include <algorithm>
+#include <string>
+
+#include "runtime/cuda_check.h"
+#include "runtime/error.h"
+
+#define NANOVLLM_CUBLAS_CHECK(call)                                                                  \
+  do {                                                                                               \
+    cublasStatus_t st_ = (call);                                                                     \
+    if (st_ != CUBLAS_STATUS_SUCCESS)                                                                \
+      throw ::nanovllm::Error(std::string("cuBLASLt error at ") + __FILE__ + ":" +                   \
+                              std::to_string(__LINE__) + ": " #call " failed: " +                    \
+                              cublasLtGetStatusName(st_) + " (" + cublasLtGetStatusString(st_) + ")"); \
+  } while (0)
+
+namespace nanovllm {
+namespace {
+
+int alignment_of(const void* p) {
+  const auto v = reinterpret_cast<uintptr_t>(p);
+  for (int a : {256, 128, 64, 32, 16, 8, 4})
+    if (v % a == 0) return a;
+  return 2;
+}
+
+}  // namespace
+
+CublasLtGemm::CublasLtGemm(void* workspace, size_t workspace_bytes)
+    : workspace_(workspace), workspace_bytes_(workspace_bytes) {
+  NANOVLLM_CUBLAS_CHECK(cublasLtCreate(&handle_));
+}
+
+CublasLtGemm::~CublasLtGemm() {
+  for (auto& [key, p] : plans_) {
+    cublasLtMatrixLayoutDestroy(p.a);
+    cublasLtMatrixLayoutDestroy(p.b);
+    cublasLtMatrixLayoutDestroy(p.c);
+    cublasLtMatmulDescDestroy(p.op);
+  }
+  if (handle_) cublasLtDestroy(handle_);
+}
+
+// Row-major out (M, N) = x (M, K) w (N, K)^T is, in cuBLAS's column-major terms,
+// out^T (N, M) = w^T... i.e. C (N x M) = op(A) B with A = w stored (K x N), op(A) = A^T, and
+// B = x stored (K x M).
+namespace {
+
+struct Descs {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  void destroy() {
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (c) cublasLtMatrixLayoutDestroy(c);
+    if (op) cublasLtMatmulDescDestroy(op);
+    *this = Descs{};
+  }
+};
+
+Descs make_descs(int64_t M, int64_t N, int64_t K, bool bias) {
+  Descs d;
+  NANOVLLM_CUBLAS_CHECK(cublasLtMatmulDescCreate(&d.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  NANOVLLM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
+  NANOVLLM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+  if (bias) {
+    const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    const cudaDataType_t bias_type = CUDA_R_16BF;
+    NANOVLLM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+    NANOVLLM_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
+  }
+  NANOVLLM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.a, CUDA_R_16BF, K, N, K));
+  NANOVLLM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.b, CUDA_R_16BF, K, M, K));
+  NANOVLLM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.c, CUDA_R_16BF, N, M, N));
+  return d;
+}
+
+// cuBLASLt's pick for these descriptors: the first without split-K (one in-order float32 sum
+// along K); else the first whose split-K reduction is not in place (deterministic); else its
+// first choice. false when it has none.
+bool heuristic_pick(cublasLtHandle_t h, const Descs& d, size_t workspace, int align, cublasLtMatmulAlgo_t& algo,
+                    std::string& why) {
+  cublasLtMatmulPreference_t pref;
+  NANOVLLM_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  const uint64_t ws = workspace;
+  const uint32_t al = static_cast<uint32_t>(align);
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+  for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
+    cublasLtMatmulPreferenceSetAttribute(pref, attr, &al, sizeof(al));
+  constexpr int kAsk = 16;
+  cublasLtMatmulHeuristicResult_t results[kAsk];
+  int found = 0;
+  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(h, d.op, d.a, d.b, d.c, d.c, pref, kAsk, results, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  int pick = -1, deterministic = -1, first = -1;
+  for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < found; ++i) {
+    if (results[i].state != CUBLAS_STATUS_SUCCESS) continue;
+    if (first < 0) first = i;
+    int32_t splits = 1;
+    uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_NONE;
+    size_t written = 0;
+    cublasLtMatmulAlgoConfigGetAttribute(&results[i].algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits,
+                                         sizeof(splits), &written);
+    cublasLtMatmulAlgoConfigGetAttribute(&results[i].algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme,
+                                         sizeof(scheme), &written);
+    if (splits <= 1 && pick < 0) pick = i;
+    if (scheme != CUBLASLT_REDUCTION_SCHEME_INPLACE && deterministic < 0) deterministic = i;
+  }
+  if (pick < 0) pick = deterministic >= 0 ? deterministic : first;
+  if (pick < 0) {
+    why = std::string("status ") + cublasLtGetStatusName(st) + ", " + std::to_string(found) + " candidates";
+    return false;
+  }
+  algo = results[pick].algo;
+  return true;
+}
+
+}  // namespace
+
+// Row-major out (M, N) = x (M, K) w (N, K)^T is, in cuBLAS's column-major terms,
+// C (N x M) = op(A) B with A = w stored (K x N), op(A) = A^T, and B = x stored (K x M).
+CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key) {
+  auto it = plans_.find(key);
+  if (it != plans_.end()) return it->second;
+  const auto [M, N, K, bias, align, per_shape] = key;
+  Descs d = make_descs(M, N, K, bias);
+  cublasLtMatmulAlgo_t algo{};
+  std::string why;
+  bool ok = false;
+  if (!per_shape) {
+    // One algorithm per weight shape, picked at a large M and checked for this one.
+    constexpr int64_t kCanonicalM = 4096;
+    const auto ckey = std::make_tuple(N, K, bias, align);
+    auto c = canonical_.find(ckey);
+    if (c == canonical_.end()) {
+      Descs big = make_descs(kCanonicalM, N, K, bias);
+      cublasLtMatmulAlgo_t a{};
+      std::string w;
+      const bool found = heuristic_pick(handle_, big, workspace_bytes_, align, a, w);
+      big.destroy();
+      c = canonical_.emplace(ckey, std::make_pair(found, a)).first;
+    }
+    if (c->second.first) {
+      cublasLtMatmulHeuristicResult_t check{};
+      ok = cublasLtMatmulAlgoCheck(handle_, d.op, d.a, d.b, d.c, d.c, &c->second.second, &check) ==
+               CUBLAS_STATUS_SUCCESS &&
+           check.workspaceSize <= workspace_bytes_;
+      if (ok) algo = c->second.second;
+    }
+  }
+  if (!ok) ok = heuristic_pick(handle_, d, workspace_bytes_, align, algo, why);
+  if (!ok) {
+    d.destroy();
+    throw Error("linear: cuBLASLt has no bf16 algorithm for M=" + std::to_string(M) + " N=" + std::to_string(N) +
+                " K=" + std::to_string(K) + " (alignment " + std::to_string(align) + " bytes; " + why + ")");
+  }
+  Plan p;
+  p.op = d.op;
+  p.a = d.a;
+  p.b = d.b;
+  p.c = d.c;
+  p.algo = algo;
+  return plans_.emplace(key, p).first->second;
+}
+
+void CublasLtGemm::linear(const void* x, const void* w, const void* bias, void* out, int64_t M, int64_t N,
+                          int64_t K, cudaStream_t stream) {
+  if (M == 0 || N == 0) return;
+  if (M < 0 || N < 0 || K <= 0) throw Error("linear: bad shape M=" + std::to_string(M) + " N=" + std::to_string(N) +
+                                            " K=" + std::to_string(K));
+  if (!x || !w || !out) throw Error("linear: null pointer");
+  int align = std::min({alignment_of(x), alignment_of(w), alignment_of(out), 16});
+  if (bias) align = std::min(align, alignment_of(bias));
+  Plan& p = plan_for({M, N, K, bias != nullptr, align, per_shape_});
+  if (bias)
+    NANOVLLM_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  const float one = 1.f, zero = 0.f;
+  NANOVLLM_CUBLAS_CHECK(cublasLtMatmul(handle_, p.op, &one, w, p.a, x, p.b, &zero, out, p.c, out, p.c, &p.algo,
+                                       workspace_, workspace_bytes_, stream));
+}
+
+}  // namespace nanovllm

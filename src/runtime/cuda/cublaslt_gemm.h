@@ -1,0 +1,58 @@
+// bf16 matrix products through cuBLASLt: out (M, N) = x (M, K) @ w (N, K)^T [+ bias (N,)], with
+// float32 accumulation and one bf16 rounding, as torch's F.linear in bf16 computes it.
+//
+// The algorithm for each (M, N, K, bias, alignment) is asked of cuBLASLt's heuristic once and
+// cached with its descriptors, so a step only calls cublasLtMatmul. Split-K algorithms are
+// skipped: without them each output is one float32 sum along K in order, which keeps a row's
+// result independent of how many other rows share the product (batch invariance; see
+// docs/engine.md). Queries happen on the host only, so a first call inside a CUDA-graph
+// capture is still safe, but the runner warms every shape up eagerly before capturing.
+#pragma once
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <tuple>
+#include <utility>
+
+namespace nanovllm {
+
+class CublasLtGemm {
+ public:
+  // `workspace` (device, 256-byte aligned) stays owned by the caller and must outlive this.
+  CublasLtGemm(void* workspace, size_t workspace_bytes);
+  ~CublasLtGemm();
+  CublasLtGemm(const CublasLtGemm&) = delete;
+  CublasLtGemm& operator=(const CublasLtGemm&) = delete;
+
+  // Queues the product on `stream`. bias may be null. Pointers to bf16 device memory.
+  void linear(const void* x, const void* w, const void* bias, void* out, int64_t M, int64_t N, int64_t K,
+              cudaStream_t stream);
+  size_t cached_plans() const { return plans_.size(); }
+  // true: each row count M gets its own best algorithm (decode batches, whose M is a ladder
+  // size). false (default): one algorithm per (N, K), chosen for a large M and used for every M,
+  // so each row's bits do not depend on how many rows the product has.
+  void set_per_shape(bool on) { per_shape_ = on; }
+
+ private:
+  struct Plan {
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+  };
+  using Key = std::tuple<int64_t, int64_t, int64_t, bool, int, bool>;  // M, N, K, bias, alignment, per-shape
+  Plan& plan_for(const Key& key);
+
+  cublasLtHandle_t handle_ = nullptr;
+  void* workspace_;
+  size_t workspace_bytes_;
+  std::map<Key, Plan> plans_;
+  // (N, K, bias, alignment) -> (found, algorithm) picked at a large M
+  std::map<std::tuple<int64_t, int64_t, bool, int>, std::pair<bool, cublasLtMatmulAlgo_t>> canonical_;
+  bool per_shape_ = false;
+};
+
+}  // namespace nanovllm

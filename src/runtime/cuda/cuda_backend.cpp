@@ -1,0 +1,457 @@
+// The CUDA backend: bf16 weights and activations in device memory, ops from kernels/cuda and
+// cuBLASLt, all queued on one stream. Memory (docs/engine.md, "Device memory"):
+//   - outside a step, empty() is a cudaMalloc owned by the tensor (weights, KV cache, the
+//     runner's fixed-capacity input buffers);
+//   - inside a step, empty() is a bump allocation in the step arena, sized once by profiling;
+//   - host-to-device copies inside a step go through pinned staging, double-buffered across
+//     steps, so they are asynchronous and the host may reuse its vectors at once.
+// Each op checks devices, dtypes and shapes, so a wiring mistake is an Error.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <tuple>
+#include <vector>
+
+#include "kernels/cuda/gpu_sampler.h"
+#include "kernels/cuda/ops.h"
+#include "runtime/backend.h"
+#include "runtime/cuda/cublaslt_gemm.h"
+#include "runtime/cuda/device_arena.h"
+#include "runtime/cuda_check.h"
+#include "runtime/cuda_device.h"
+#include "runtime/error.h"
+
+namespace nanovllm {
+namespace {
+
+constexpr size_t kGemmWorkspace = size_t{32} << 20;
+constexpr size_t kStagingHalf = size_t{16} << 20;  // per step; larger copies go synchronously
+
+void expect(bool ok, const char* op, const std::string& what) {
+  if (!ok) throw Error(std::string("cuda backend: ") + op + ": " + what);
+}
+void expect_dev(const Tensor& t, DType dt, const char* op, const char* name) {
+  expect(t.device() == Device::CUDA && t.dtype() == dt, op,
+         std::string(name) + " must be a " + std::string(dtype_name(dt)) + " CUDA tensor, got " +
+             std::string(dtype_name(t.dtype())) +
+             (t.device() == Device::CUDA ? " on CUDA" : " on the CPU"));
+}
+void expect_bf16(const Tensor& t, const char* op, const char* name) { expect_dev(t, DType::BF16, op, name); }
+void expect_i32(const Tensor& t, const char* op, const char* name) { expect_dev(t, DType::I32, op, name); }
+
+class CudaStepGraph final : public StepGraph {
+ public:
+  CudaStepGraph(cudaGraphExec_t exec, cudaStream_t stream, DeviceArena& arena, size_t arena_end)
+      : exec_(exec), stream_(stream), arena_(arena), arena_end_(arena_end) {}
+  ~CudaStepGraph() override { cudaGraphExecDestroy(exec_); }
+  void replay() override {
+    NANOVLLM_CUDA_CHECK(cudaGraphLaunch(exec_, stream_));
+    arena_.reserve_to(arena_end_);  // its outputs live there until the next step
+  }
+
+ private:
+  cudaGraphExec_t exec_;
+  cudaStream_t stream_;
+  DeviceArena& arena_;
+  size_t arena_end_;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : device_(device) {
+    const int count = cuda_device_count();
+    if (device < 0 || device >= count)
+      throw Error("cuda backend: no GPU " + std::to_string(device) + " (this machine has " + std::to_string(count) +
+                  ")");
+    NANOVLLM_CUDA_CHECK(cudaSetDevice(device));
+    name_ = "cuda:" + std::to_string(device) + " (" + cuda_device_summary(device) + ")";
+    NANOVLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    NANOVLLM_CUDA_CHECK(cudaMalloc(&gemm_ws_, kGemmWorkspace));
+    gemm_ = std::make_unique<CublasLtGemm>(gemm_ws_, kGemmWorkspace);
+    for (int i = 0; i < 2; ++i) {
+      NANOVLLM_CUDA_CHECK(cudaMallocHost(&staging_[i], kStagingHalf));
+      NANOVLLM_CUDA_CHECK(cudaEventCreateWithFlags(&staging_done_[i], cudaEventDisableTiming));
+    }
+  }
+
+  ~CudaBackend() override {
+    cudaStreamSynchronize(stream_);
+    sampler_.reset();
+    gemm_.reset();
+    arena_.resize(0);
+    cudaFree(gemm_ws_);
+    for (int i = 0; i < 2; ++i) {
+      cudaFreeHost(staging_[i]);
+      cudaEventDestroy(staging_done_[i]);
+    }
+    cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return name_; }
+  Device device() const override { return Device::CUDA; }
+  DType compute_dtype() const override { return DType::BF16; }
+
+  Tensor empty(const std::vector<int64_t>& shape, DType dtype) override {
+    int64_t n = 1;
+    for (int64_t d : shape) {
+      expect(d >= 0, "empty", "negative dimension in " + shape_string(shape));
+      n *= d;
+    }
+    const size_t bytes = static_cast<size_t>(n) * dtype_size(dtype);
+    if (in_step_) return Tensor(dtype, shape, Device::CUDA, nullptr, arena_.allocate(bytes));
+    if (bytes == 0) return Tensor(dtype, shape, Device::CUDA, nullptr, nullptr);
+    void* p = nullptr;
+    const cudaError_t err = cudaMalloc(&p, bytes);
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      size_t free_b = 0, total_b = 0;
+      cudaMemGetInfo(&free_b, &total_b);
+      throw Error("cuda backend: out of GPU memory allocating " + std::to_string(bytes >> 20) + " MiB for a " +
+                  shape_string(shape) + " tensor (" + std::to_string(free_b >> 20) + " of " +
+                  std::to_string(total_b >> 20) + " MiB free)");
+    }
+    return Tensor(dtype, shape, Device::CUDA, std::shared_ptr<void>(p, [](void* q) { cudaFree(q); }), p);
+  }
+
+  void copy_from_host(Tensor& dst, const void* src, size_t nbytes) override {
+    expect(dst.device() == Device::CUDA, "copy_from_host", "destination is not a CUDA tensor");
+    expect(nbytes <= dst.nbytes(), "copy_from_host", "source larger than destination");
+    if (nbytes == 0) return;
+    if (in_step_ && staging_used_ + nbytes <= kStagingHalf) {
+      char* stage = static_cast<char*>(staging_[half_]) + staging_used_;
+      std::memcpy(stage, src, nbytes);
+      staging_used_ = (staging_used_ + nbytes + 255) / 256 * 256;
+      NANOVLLM_CUDA_CHECK(cudaMemcpyAsync(dst.data(), stage, nbytes, cudaMemcpyHostToDevice, stream_));
+      return;
+    }
+    // Outside a step (loading) or too large for staging: a synchronous copy is fine.
+    NANOVLLM_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src, nbytes, cudaMemcpyHostToDevice, stream_));
+    NANOVLLM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  void copy_to_host(void* dst, const Tensor& src, size_t nbytes) override {
+    expect(src.device() == Device::CUDA, "copy_to_host", "source is not a CUDA tensor");
+    expect(nbytes <= src.nbytes(), "copy_to_host", "destination larger than source");
+    if (nbytes == 0) return;
+    NANOVLLM_CUDA_CHECK(cudaMemcpyAsync(dst, src.data(), nbytes, cudaMemcpyDeviceToHost, stream_));
+    NANOVLLM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  void load_rows(Tensor& dst, int64_t row_offset, const TensorView& src) override {
+    expect(dst.device() == Device::CUDA && (dst.dtype() == DType::BF16 || dst.dtype() == DType::F32), "load_rows",
+           "dst must be a bf16 or float32 CUDA tensor");
+    const int64_t rows = src.shape.empty() ? 1 : src.shape[0];
+    const int64_t dst_rows = dst.rank() == 0 ? 1 : dst.dim(0);
+    const int64_t row_elems = dst_rows ? dst.numel() / dst_rows : 0;
+    expect(row_offset >= 0 && row_offset + rows <= dst_rows && src.numel() == rows * row_elems, "load_rows",
+           "source " + shape_string(src.shape) + " does not fit rows [" + std::to_string(row_offset) + ", ...) of " +
+               shape_string(dst.shape()));
+    const size_t n = static_cast<size_t>(src.numel()), out_size = dtype_size(dst.dtype());
+    char* out = static_cast<char*>(dst.data()) + static_cast<size_t>(row_offset * row_elems) * out_size;
+    if (src.dtype == dst.dtype()) {  // straight from the mapped file
+      NANOVLLM_CUDA_CHECK(cudaMemcpy(out, src.data, n * out_size, cudaMemcpyHostToDevice));
+      return;
+    }
+    // Convert on the host in chunks (through float32), then upload.
+    const size_t chunk = size_t{1} << 22, in_size = dtype_size(src.dtype);
+    std::vector<float> f32(std::min(chunk, n));
+    std::vector<uint16_t> b16(dst.dtype() == DType::BF16 ? f32.size() : 0);
+    for (size_t b = 0; b < n; b += chunk) {
+      const size_t len = std::min(chunk, n - b);
+      convert_to_f32(src.dtype, src.data + b * in_size, f32.data(), len);
+      const void* up = f32.data();
+      if (dst.dtype() == DType::BF16) {
+        for (size_t i = 0; i < len; ++i) b16[i] = f32_to_bf16(f32[i]);
+        up = b16.data();
+      }
+      NANOVLLM_CUDA_CHECK(cudaMemcpy(out + b * out_size, up, len * out_size, cudaMemcpyHostToDevice));
+    }
+  }
+
+  void synchronize() override { NANOVLLM_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+  void embedding(const Tensor& ids, const Tensor& table, Tensor& out) override {
+    expect_i32(ids, "embedding", "ids");
+    expect_bf16(table, "embedding", "table");
+    expect_bf16(out, "embedding", "out");
+    expect(table.rank() == 2 && out.rank() == 2 && out.dim(0) == ids.numel() && out.dim(1) == table.dim(1),
+           "embedding", "shape mismatch");
+    gpu::embedding(ids.data_as<int32_t>(), table.data(), out.data(), ids.numel(), table.dim(0), table.dim(1),
+                   stream_);
+  }
+
+  void rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& out) override {
+    expect_bf16(x, "rms_norm", "x");
+    expect_bf16(w, "rms_norm", "weight");
+    expect_bf16(out, "rms_norm", "out");
+    expect(x.shape() == out.shape() && w.numel() == x.dim(-1), "rms_norm", "shape mismatch");
+    gpu::rms_norm(x.data(), w.data(), eps, out.data(), x.numel() / x.dim(-1), x.dim(-1), stream_);
+  }
+
+  void add_rms_norm(Tensor& x, Tensor& residual, const Tensor& w, float eps) override {
+    expect_bf16(x, "add_rms_norm", "x");
+    expect_bf16(residual, "add_rms_norm", "residual");
+    expect_bf16(w, "add_rms_norm", "weight");
+    expect(x.shape() == residual.shape() && w.numel() == x.dim(-1), "add_rms_norm", "shape mismatch");
+    gpu::add_rms_norm(x.data(), residual.data(), w.data(), eps, x.numel() / x.dim(-1), x.dim(-1), stream_);
+  }
+
+  void linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) override {
+    expect_bf16(x, "linear", "x");
+    expect_bf16(w, "linear", "weight");
+    expect_bf16(out, "linear", "out");
+    expect(x.rank() == 2 && w.rank() == 2 && out.rank() == 2 && x.dim(1) == w.dim(1) && out.dim(0) == x.dim(0) &&
+               out.dim(1) == w.dim(0),
+           "linear", "shapes x " + shape_string(x.shape()) + ", weight " + shape_string(w.shape()) + ", out " +
+                         shape_string(out.shape()) + " do not fit out = x weight^T");
+    if (bias) {
+      expect_bf16(*bias, "linear", "bias");
+      expect(bias->numel() == w.dim(0), "linear", "bias size");
+    }
+    gemm_->linear(x.data(), w.data(), bias ? bias->data() : nullptr, out.data(), x.dim(0), w.dim(0), x.dim(1),
+                  stream_);
+  }
+
+  void qk_norm_rope(Tensor& qkv, int nh, int nkv, int d, const Tensor* qw, const Tensor* kw, float eps,
+                    const Tensor& cos_sin, const Tensor& positions) override {
+    expect_bf16(qkv, "qk_norm_rope", "qkv");
+    expect_dev(cos_sin, DType::F32, "qk_norm_rope", "cos_sin");
+    expect_i32(positions, "qk_norm_rope", "positions");
+    if (qw) expect_bf16(*qw, "qk_norm_rope", "q_weight");
+    if (kw) expect_bf16(*kw, "qk_norm_rope", "k_weight");
+    expect(qkv.rank() == 2 && qkv.dim(1) == int64_t{nh + 2 * nkv} * d && positions.numel() == qkv.dim(0) &&
+               cos_sin.rank() == 2 && cos_sin.dim(1) == d,
+           "qk_norm_rope", "shape mismatch");
+    gpu::qk_norm_rope(qkv.data(), qkv.dim(0), nh, nkv, d, qw ? qw->data() : nullptr, kw ? kw->data() : nullptr, eps,
+                      cos_sin.data_as<float>(), cos_sin.dim(0), positions.data_as<int32_t>(), stream_);
+  }
+
+  void silu_and_mul(const Tensor& gate_up, Tensor& out) override {
+    expect_bf16(gate_up, "silu_and_mul", "gate_up");
+    expect_bf16(out, "silu_and_mul", "out");
+    expect(gate_up.rank() == 2 && out.rank() == 2 && out.dim(0) == gate_up.dim(0) &&
+               gate_up.dim(1) == 2 * out.dim(1),
+           "silu_and_mul", "shape mismatch");
+    gpu::silu_and_mul(gate_up.data(), out.data(), out.dim(0), out.dim(1), stream_);
+  }
+
+  void store_kv(const Tensor& qkv, int nh, int nkv, int d, Tensor& k_cache, Tensor& v_cache,
+                const AttentionMetadata& meta) override {
+    expect_bf16(qkv, "store_kv", "qkv");
+    expect_bf16(k_cache, "store_kv", "k_cache");
+    expect_bf16(v_cache, "store_kv", "v_cache");
+    expect_i32(meta.slot_mapping, "store_kv", "slot_mapping");
+    expect(k_cache.rank() == 4 && k_cache.shape() == v_cache.shape() && k_cache.dim(2) == nkv &&
+               k_cache.dim(3) == d && meta.slot_mapping.numel() == qkv.dim(0),
+           "store_kv", "shape mismatch");
+    gpu::store_kv(qkv.data(), qkv.dim(0), nh, nkv, d, k_cache.data(), v_cache.data(),
+                  k_cache.dim(0) * k_cache.dim(1), meta.slot_mapping.data_as<int32_t>(), stream_);
+  }
+
+  void attention(const Tensor& qkv, int nh, int nkv, int d, float scale, const Tensor& k_cache,
+                 const Tensor& v_cache, const AttentionMetadata& meta, Tensor& out) override {
+    expect_bf16(qkv, "attention", "qkv");
+    expect_bf16(k_cache, "attention", "k_cache");
+    expect_bf16(v_cache, "attention", "v_cache");
+    expect_bf16(out, "attention", "out");
+    expect_i32(meta.context_lens, "attention", "context_lens");
+    expect_i32(meta.block_tables, "attention", "block_tables");
+    expect(k_cache.rank() == 4 && k_cache.shape() == v_cache.shape() && k_cache.dim(2) == nkv && k_cache.dim(3) == d &&
+               meta.block_tables.rank() == 2 && meta.block_tables.dim(0) == meta.num_seqs &&
+               out.dim(0) == qkv.dim(0) && out.numel() == qkv.dim(0) * nh * int64_t{d},
+           "attention", "shape mismatch");
+    const int bs = static_cast<int>(k_cache.dim(1));
+    const int mbps = static_cast<int>(meta.block_tables.dim(1));
+    if (meta.max_seqlen_q <= 1 && qkv.dim(0) == meta.num_seqs) {  // decode: one query row each
+      const size_t need = decode_workspace(meta.num_seqs, nh, nkv, d, meta.max_context_len);
+      if (need > step_ws_bytes_) {  // one workspace per step, shared by every layer (one stream)
+        step_ws_ = arena_.allocate(need);
+        step_ws_bytes_ = need;
+      }
+      gpu::paged_attention_decode(qkv.data(), nh, nkv, d, scale, k_cache.data(), v_cache.data(), bs, k_cache.dim(0),
+                                  meta.num_seqs, meta.context_lens.data_as<int32_t>(),
+                                  meta.block_tables.data_as<int32_t>(), mbps, meta.max_context_len, out.data(),
+                                  need ? step_ws_ : nullptr, need ? step_ws_bytes_ : 0, stream_);
+      return;
+    }
+    expect_i32(meta.cu_seqlens_q, "attention", "cu_seqlens_q");
+    gpu::paged_attention_prefill(qkv.data(), qkv.dim(0), nh, nkv, d, scale, k_cache.data(), v_cache.data(), bs,
+                                 k_cache.dim(0), meta.num_seqs, meta.cu_seqlens_q.data_as<int32_t>(),
+                                 meta.context_lens.data_as<int32_t>(), meta.block_tables.data_as<int32_t>(), mbps,
+                                 out.data(), stream_);
+  }
+
+  void gather_rows(const Tensor& x, const Tensor& rows, Tensor& out) override {
+    expect_bf16(x, "gather_rows", "x");
+    expect_i32(rows, "gather_rows", "rows");
+    expect_bf16(out, "gather_rows", "out");
+    expect(x.rank() == 2 && out.rank() == 2 && out.dim(0) == rows.numel() && out.dim(1) == x.dim(1), "gather_rows",
+           "shape mismatch");
+    // A row gather is an embedding lookup with x as the table.
+    gpu::embedding(rows.data_as<int32_t>(), x.data(), out.data(), rows.numel(), x.dim(0), x.dim(1), stream_);
+  }
+
+  SamplerOutput sample(const Tensor& logits, const SamplingBatch& batch) override {
+    expect_bf16(logits, "sample", "logits");
+    expect(logits.rank() == 2 && static_cast<size_t>(logits.dim(0)) == batch.size() &&
+               batch.banned.size() == batch.size() && batch.tokens.size() == batch.size(),
+           "sample", "batch does not match the logits' rows");
+    if (!sampler_ || sampler_vocab_ != logits.dim(1)) {
+      // Sized by reserve(); this fallback serves callers that never reserve (tests, tools).
+      StepLimits l = limits_;
+      l.max_seqs = std::max<int>(l.max_seqs, static_cast<int>(logits.dim(0)));
+      l.vocab_size = logits.dim(1);
+      l.max_model_len = std::max(l.max_model_len, 4096);
+      make_sampler(l);
+    }
+    return sampler_->sample(logits.data(), logits.dim(0), batch);
+  }
+
+  void reserve(const StepLimits& limits) override {
+    limits_ = limits;
+    make_sampler(limits);
+  }
+
+  void begin_step(bool decode) override {
+    expect(!in_step_, "begin_step", "a step is already open");
+    half_ ^= 1;  // the other half's copies belong to the previous step, still maybe in flight
+    NANOVLLM_CUDA_CHECK(cudaEventSynchronize(staging_done_[half_]));  // two steps back: done
+    staging_used_ = 0;
+    arena_.reset();
+    step_ws_ = nullptr;
+    step_ws_bytes_ = 0;
+    in_step_ = true;
+    gemm_->set_per_shape(decode);
+  }
+
+  void end_step() override {
+    if (!in_step_) return;
+    in_step_ = false;
+    gemm_->set_per_shape(false);
+    NANOVLLM_CUDA_CHECK(cudaEventRecord(staging_done_[half_], stream_));
+  }
+
+  void begin_profile() override { arena_.begin_measuring(); }
+  size_t end_profile() override {
+    NANOVLLM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return arena_.end_measuring();
+  }
+  void set_step_memory(size_t bytes) override { arena_.resize(bytes); }
+
+  std::optional<std::pair<size_t, size_t>> device_memory() override {
+    size_t free_b = 0, total_b = 0;
+    NANOVLLM_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    return std::make_pair(free_b, total_b);
+  }
+
+  std::unique_ptr<StepGraph> capture(const std::function<void()>& body) override {
+    expect(in_step_, "capture", "graphs are captured inside a step");
+    expect(!arena_.measuring(), "capture", "cannot capture while profiling");
+    NANOVLLM_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    cudaGraph_t graph = nullptr;
+    try {
+      body();
+    } catch (...) {
+      cudaStreamEndCapture(stream_, &graph);
+      if (graph) cudaGraphDestroy(graph);
+      cudaGetLastError();
+      throw;
+    }
+    NANOVLLM_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (err != cudaSuccess) NANOVLLM_CUDA_CHECK(err);
+    return std::make_unique<CudaStepGraph>(exec, stream_, arena_, arena_.used());
+  }
+
+  // Device-to-device copy of 1 GiB (read + write counted) and a bf16 8192^3 product, each the
+  // best of several timed runs after a warm-up: the roofline's ceilings, measured here and now.
+  Ceilings measure_ceilings() override {
+    expect(!in_step_, "measure_ceilings", "not inside a step");
+    Ceilings c;
+    cudaEvent_t e0, e1;
+    NANOVLLM_CUDA_CHECK(cudaEventCreate(&e0));
+    NANOVLLM_CUDA_CHECK(cudaEventCreate(&e1));
+    auto best_ms = [&](const std::function<void()>& work, int reps) {
+      work();
+      float best = 1e30f;
+      for (int i = 0; i < reps; ++i) {
+        NANOVLLM_CUDA_CHECK(cudaEventRecord(e0, stream_));
+        work();
+        NANOVLLM_CUDA_CHECK(cudaEventRecord(e1, stream_));
+        NANOVLLM_CUDA_CHECK(cudaEventSynchronize(e1));
+        float ms = 0;
+        NANOVLLM_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+        best = std::min(best, ms);
+      }
+      return double(best);
+    };
+    {
+      const size_t n = size_t{1} << 30;
+      Tensor a = empty({int64_t(n)}, DType::U8), b = empty({int64_t(n)}, DType::U8);
+      NANOVLLM_CUDA_CHECK(cudaMemsetAsync(a.data(), 1, n, stream_));
+      const double ms = best_ms([&] {
+        NANOVLLM_CUDA_CHECK(cudaMemcpyAsync(b.data(), a.data(), n, cudaMemcpyDeviceToDevice, stream_));
+      }, 10);
+      c.bytes_per_s = 2.0 * double(n) / (ms * 1e-3);
+    }
+    {
+      const int64_t n = 8192;
+      Tensor x = empty({n, n}, DType::BF16), w = empty({n, n}, DType::BF16), y = empty({n, n}, DType::BF16);
+      NANOVLLM_CUDA_CHECK(cudaMemsetAsync(x.data(), 0x3c, x.nbytes(), stream_));
+      NANOVLLM_CUDA_CHECK(cudaMemsetAsync(w.data(), 0x3c, w.nbytes(), stream_));
+      const double ms = best_ms([&] { linear(x, w, nullptr, y); }, 10);
+      c.matmul_flops_per_s = 2.0 * double(n) * double(n) * double(n) / (ms * 1e-3);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    return c;
+  }
+
+ private:
+  size_t decode_workspace(int num_seqs, int nh, int nkv, int d, int max_ctx) {
+    const auto key = std::make_tuple(num_seqs, nh, nkv, d, max_ctx);
+    auto it = decode_ws_sizes_.find(key);
+    if (it != decode_ws_sizes_.end()) return it->second;
+    const size_t bytes = gpu::paged_attention_decode_workspace_bytes(num_seqs, nh, nkv, d, max_ctx);
+    decode_ws_sizes_.emplace(key, bytes);
+    return bytes;
+  }
+
+  void make_sampler(const StepLimits& l) {
+    if (l.vocab_size <= 0 || l.max_seqs <= 0) return;
+    sampler_.reset();
+    sampler_ = std::make_unique<GpuSampler>(l.max_seqs, l.vocab_size,
+                                            int64_t{l.max_seqs} * std::max(l.max_model_len, 1),
+                                            std::max(l.max_logprobs, 0), stream_);
+    sampler_vocab_ = l.vocab_size;
+  }
+
+  int device_;
+  std::string name_;
+  cudaStream_t stream_ = nullptr;
+  void* gemm_ws_ = nullptr;
+  std::unique_ptr<CublasLtGemm> gemm_;
+  DeviceArena arena_;
+  bool in_step_ = false;
+  void* staging_[2] = {nullptr, nullptr};
+  cudaEvent_t staging_done_[2] = {nullptr, nullptr};
+  int half_ = 0;
+  size_t staging_used_ = 0;
+  void* step_ws_ = nullptr;
+  size_t step_ws_bytes_ = 0;
+  std::map<std::tuple<int, int, int, int, int>, size_t> decode_ws_sizes_;
+  StepLimits limits_;
+  std::unique_ptr<GpuSampler> sampler_;
+  int64_t sampler_vocab_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
+bool cuda_backend_available() { return cuda_device_count() > 0; }
+
+}  // namespace nanovllm
