@@ -26,7 +26,8 @@ int64_t ParamRegistry::num_parameters() const {
   return n;
 }
 
-void ParamRegistry::load(const TensorMap& tensors, Backend& backend, const std::string& source) const {
+void ParamRegistry::load(const TensorMap& tensors, Backend& backend, const std::string& source,
+                         const Progress& progress) const {
   std::vector<std::string> missing, misshaped, wrong_type, unexpected;
   std::set<std::string> wanted;
   for (const auto& s : slots_) {
@@ -61,7 +62,19 @@ void ParamRegistry::load(const TensorMap& tensors, Backend& backend, const std::
     section("unexpected", unexpected);
     throw Error(msg);
   }
-  for (const auto& s : slots_) backend.load_rows(*s.target, s.row_offset, tensors.at(s.name));
+  if (!progress) {
+    for (const auto& s : slots_) backend.load_rows(*s.target, s.row_offset, tensors.at(s.name));
+    return;
+  }
+  int64_t total = 0, done = 0;
+  for (const auto& s : slots_) total += static_cast<int64_t>(tensors.at(s.name).nbytes);
+  progress(0, total);
+  for (const auto& s : slots_) {
+    const TensorView& view = tensors.at(s.name);
+    backend.load_rows(*s.target, s.row_offset, view);
+    done += static_cast<int64_t>(view.nbytes);
+    progress(done, total);
+  }
 }
 
 }  // namespace nanovllm

@@ -25,7 +25,17 @@ class ParamRegistry {
 
   // Validates names and shapes against the checkpoint, then converts and copies each tensor
   // into its target. Throws one Error listing every problem, naming `source`.
-  void load(const TensorMap& tensors, Backend& backend, const std::string& source) const;
+  // `progress`, when given, is called with (bytes converted so far, bytes in all) before the
+  // first tensor and after each one.
+  using Progress = std::function<void(int64_t bytes_done, int64_t bytes_total)>;
+  void load(const TensorMap& tensors, Backend& backend, const std::string& source,
+            const Progress& progress = {}) const;
+
+  // Calls f(name, target, shape, row_offset) for every registered slot, in registration order:
+  // how load_format "dummy" fills the parameters without a checkpoint.
+  void for_each(const std::function<void(const std::string&, Tensor&, const std::vector<int64_t>&, int64_t)>& f) const {
+    for (const auto& s : slots_) f(s.name, *s.target, s.shape, s.row_offset);
+  }
 
   size_t size() const { return slots_.size(); }
   int64_t num_parameters() const;
