@@ -14,3 +14,5 @@ case "$flavour" in
 esac
 cmake -S . -B "$dir" "${args[@]}" >/dev/null
 cmake --build "$dir" -j "$jobs"
+# The Python module: `import nanovllm` in /usr/bin/python3 (a .pth file; scripts/install-python.sh).
+if [ "$flavour" = release ]; then scripts/install-python.sh "$dir"; fi

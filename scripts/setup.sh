@@ -9,7 +9,10 @@ packages=(
   nlohmann-json3-dev libcli11-dev          # config/JSON parsing, the command line
   libxxhash-dev                            # prefix-cache block hashes
   libpcre2-dev pkg-config                  # tokenizer pre-tokenizer regexes
+  libcurl4-openssl-dev libcpp-httplib-dev  # hub downloads (curl.h; libcurl dlopen'ed), their test server
   clang libclang-rt-dev                    # libFuzzer targets and their sanitizer runtimes
+  python3-dev pybind11-dev                 # the Python module (from nanovllm import LLM)
+  python3-pytest python3-tqdm              # its tests, and generate()'s progress bar
 )
 
 missing=()

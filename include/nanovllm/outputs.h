@@ -25,4 +25,15 @@ struct RequestOutput {
   bool finished = false;
 };
 
+// What one engine step added to one request, for streaming (LLMEngine::step(deltas)). The
+// concatenation of a request's deltas is its RequestOutput's token_ids and text. While a
+// request has stop strings, text that could still begin one is held back until it cannot.
+struct RequestDelta {
+  int64_t request_id = 0;
+  std::vector<int32_t> token_ids;  // the tokens this step generated
+  std::string text;                // the text they completed
+  bool finished = false;
+  std::string finish_reason;       // when finished: "stop", "length" or "abort"
+};
+
 }  // namespace nanovllm

@@ -20,7 +20,9 @@ class TokenizerStream final : public TextStream {
 class TokenizerCodec final : public TextCodec {
  public:
   explicit TokenizerCodec(std::unique_ptr<Tokenizer> t) : tok_(std::move(t)) {}
-  std::vector<int32_t> encode(const std::string& text) const override { return tok_->encode(text, true); }
+  std::vector<int32_t> encode(const std::string& text, bool add_special_tokens) const override {
+    return tok_->encode(text, add_special_tokens);
+  }
   std::unique_ptr<TextStream> stream(bool skip_special_tokens) const override {
     return std::make_unique<TokenizerStream>(*tok_, skip_special_tokens);
   }

@@ -23,7 +23,9 @@ class TextStream {
 class TextCodec {
  public:
   virtual ~TextCodec() = default;
-  virtual std::vector<int32_t> encode(const std::string& text) const = 0;
+  // add_special_tokens: the tokenizer's post-processor adds bos/eos (off for text that already
+  // has them, such as a rendered chat template).
+  virtual std::vector<int32_t> encode(const std::string& text, bool add_special_tokens = true) const = 0;
   virtual std::unique_ptr<TextStream> stream(bool skip_special_tokens) const = 0;
 };
 

@@ -47,6 +47,8 @@ std::vector<std::string> registered_architectures();
 std::unique_ptr<CausalLM> create_model(const ModelConfig& config, Backend& backend);
 
 // Reads config.json, opens the checkpoint, builds the model and loads its weights.
-std::unique_ptr<CausalLM> load_model(const std::filesystem::path& model_dir, Backend& backend);
+// `progress` (optional) follows the weight conversion: ParamRegistry::load's callback.
+std::unique_ptr<CausalLM> load_model(const std::filesystem::path& model_dir, Backend& backend,
+                                     const ParamRegistry::Progress& progress = {});
 
 }  // namespace nanovllm

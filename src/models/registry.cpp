@@ -61,11 +61,12 @@ std::unique_ptr<CausalLM> create_model(const ModelConfig& config, Backend& backe
   return factory(config, backend);
 }
 
-std::unique_ptr<CausalLM> load_model(const std::filesystem::path& model_dir, Backend& backend) {
+std::unique_ptr<CausalLM> load_model(const std::filesystem::path& model_dir, Backend& backend,
+                                     const ParamRegistry::Progress& progress) {
   ModelConfig config = load_model_config(model_dir);
   auto model = create_model(config, backend);
   Checkpoint ckpt = open_checkpoint(model_dir);
-  model->params().load(ckpt.tensors, backend, model_dir.string() + " (" + ckpt.format + ")");
+  model->params().load(ckpt.tensors, backend, model_dir.string() + " (" + ckpt.format + ")", progress);
   return model;
 }
 
