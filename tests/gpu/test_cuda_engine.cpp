@@ -178,9 +178,10 @@ void check_model(const std::filesystem::path& model_dir, const Reference& ref, c
     EXPECT_GE(ours_f32.agree, 0.9) << label;
     return;
   }
-  // One position of slack: a near-tie can go either way for either implementation.
-  const double one = 1.0 / double(std::max<size_t>(ours_f32.rows, 1));
-  EXPECT_GE(ours_f32.agree + one + 1e-9, std::min(0.99, hf_f32.agree)) << label;
+  // Slack of 1% of the positions (at least one): near-ties go either way for either
+  // implementation, independently.
+  const double slack = std::max(0.01, 1.0 / double(std::max<size_t>(ours_f32.rows, 1)));
+  EXPECT_GE(ours_f32.agree + slack + 1e-9, std::min(0.99, hf_f32.agree)) << label;
 }
 
 class CudaFixtureLogits : public ::testing::TestWithParam<std::string> {};
