@@ -4,17 +4,28 @@
 #include <fstream>
 #include <regex>
 
+#include "loader/hub_download.h"
 #include "runtime/error.h"
 
 namespace nanovllm {
 namespace fs = std::filesystem;
 
+fs::path hf_home_dir() {
+  if (const char* h = std::getenv("HF_HOME"); h && *h) return h;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return fs::path(x) / "huggingface";
+  const char* home = std::getenv("HOME");
+  return fs::path(home && *home ? home : "/") / ".cache" / "huggingface";
+}
+
 fs::path hf_hub_cache_dir() {
   if (const char* c = std::getenv("HF_HUB_CACHE"); c && *c) return c;
-  if (const char* h = std::getenv("HF_HOME"); h && *h) return fs::path(h) / "hub";
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return fs::path(x) / "huggingface" / "hub";
-  const char* home = std::getenv("HOME");
-  return fs::path(home && *home ? home : "/") / ".cache" / "huggingface" / "hub";
+  return hf_home_dir() / "hub";
+}
+
+std::string hf_repo_folder(const std::string& repo) {
+  std::string folder = "models--" + repo;
+  if (const size_t slash = folder.find('/'); slash != std::string::npos) folder.replace(slash, 1, "--");
+  return folder;
 }
 
 std::optional<HubModelId> parse_hub_model_id(const std::string& s) {
@@ -30,9 +41,7 @@ std::optional<HubModelId> parse_hub_model_id(const std::string& s) {
 }
 
 std::optional<fs::path> find_in_hf_cache(const HubModelId& id, const fs::path& cache_dir) {
-  std::string folder = "models--" + id.repo;
-  folder.replace(folder.find('/'), 1, "--");
-  const fs::path repo_dir = cache_dir / folder;
+  const fs::path repo_dir = cache_dir / hf_repo_folder(id.repo);
   std::string commit = id.revision;
   // A branch or tag resolves through refs/; a commit hash names its snapshot directly.
   if (std::ifstream ref(repo_dir / "refs" / id.revision); ref) {
@@ -51,9 +60,8 @@ fs::path resolve_model_path(const std::string& model) {
   if (!id) throw Error("model '" + model + "' is neither a folder nor a Hugging Face id (org/name[@revision])");
   const fs::path cache = hf_hub_cache_dir();
   if (auto snap = find_in_hf_cache(*id, cache)) return *snap;
-  throw Error("model '" + model + "' is not a folder and revision '" + id->revision +
-              "' is not in the Hugging Face cache at " + cache.string() +
-              " (download it there, e.g. with huggingface-cli, or pass a folder)");
+  // Not a folder, not cached: download it (an Error in offline mode, naming the model).
+  return download_from_hub(*id, cache, HubOptions::from_env());
 }
 
 }  // namespace nanovllm

@@ -41,12 +41,14 @@ TEST(HfCache, FindsSnapshotsThroughRefsOrCommit) {
 
   setenv("HF_HUB_CACHE", cache.c_str(), 1);
   EXPECT_EQ(resolve_model_path("Qwen/Qwen3-0.6B"), repo / "snapshots" / commit);
+  setenv("HF_HUB_OFFLINE", "1", 1);  // not cached: offline, an error rather than a download
   try {
     resolve_model_path("Qwen/Qwen3-8B");
     FAIL();
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("is not in the Hugging Face cache at " + cache.string()));
   }
+  unsetenv("HF_HUB_OFFLINE");
   unsetenv("HF_HUB_CACHE");
   setenv("HF_HOME", "/tmp/hfhome", 1);
   EXPECT_EQ(hf_hub_cache_dir(), fs::path("/tmp/hfhome/hub"));
