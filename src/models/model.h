@@ -35,6 +35,15 @@ class CausalLM {
   // K/V shape per layer, for the runner to size the cache.
   virtual int num_kv_heads() const = 0;
   virtual int head_dim() const = 0;
+
+  // Debugging aid (layer-by-layer comparison of backends): when set, forward() calls it with
+  // named intermediate activations of each layer, valid only during the call. Unset, it costs
+  // one branch per point.
+  using Tap = std::function<void(const char* name, int layer, const Tensor& t)>;
+  void set_tap(Tap tap) { tap_ = std::move(tap); }
+
+ protected:
+  Tap tap_;
 };
 
 using ModelFactory = std::function<std::unique_ptr<CausalLM>(const ModelConfig&, Backend&)>;

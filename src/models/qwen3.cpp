@@ -93,23 +93,39 @@ class Qwen3ForCausalLM final : public CausalLM {
     Tensor act = b_.empty({T, int64_t{c_.intermediate_size}}, dt);
 
     b_.embedding(ids, embed_, residual);
+    auto tap = [&](const char* name, int layer, const Tensor& t) {
+      if (tap_) tap_(name, layer, t);
+    };
     for (size_t i = 0; i < layers_.size(); ++i) {
       Qwen3Layer& L = *layers_[i];
+      const int li = static_cast<int>(i);
       if (i == 0) L.input_norm.forward(b_, residual, h);  // the residual stream starts as the embedding
       else L.input_norm.forward_residual(b_, h, residual);
+      tap("residual_in", li, residual);
+      tap("attn_norm", li, h);
       L.qkv_proj.forward(b_, h, qkv);
+      tap("qkv", li, qkv);
       b_.qk_norm_rope(qkv, nh, nkv, d, &L.q_norm.weight(), &L.k_norm.weight(), L.q_norm.eps(),
                       rotary_.cos_sin(), meta.positions);
+      tap("qkv_rope", li, qkv);
       b_.store_kv(qkv, nh, nkv, d, cache.k[i], cache.v[i], meta);
       b_.attention(qkv, nh, nkv, d, scale, cache.k[i], cache.v[i], meta, attn);
+      tap("attn", li, attn);
       L.o_proj.forward(b_, attn, h);
+      tap("o_proj", li, h);
       L.post_attn_norm.forward_residual(b_, h, residual);
+      tap("residual_mid", li, residual);
+      tap("mlp_norm", li, h);
       L.gate_up_proj.forward(b_, h, gate_up);
+      tap("gate_up", li, gate_up);
       b_.silu_and_mul(gate_up, act);
+      tap("act", li, act);
       L.down_proj.forward(b_, act, h);
+      tap("down", li, h);
     }
     if (layers_.empty()) final_norm_.forward(b_, residual, h);
     else final_norm_.forward_residual(b_, h, residual);
+    tap("final_norm", -1, h);
     return h;
   }
 

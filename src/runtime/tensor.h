@@ -15,6 +15,10 @@ namespace nanovllm {
 
 enum class Device : uint8_t { CPU, CUDA };
 
+// Bytes of a tensor of this shape and dtype, for a backend's empty(): an Error naming `who` for
+// a negative dimension or a size that does not fit in memory's address range.
+size_t checked_nbytes(const std::vector<int64_t>& shape, DType dtype, const char* who);
+
 class Tensor {
  public:
   Tensor() = default;

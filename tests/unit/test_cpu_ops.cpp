@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "runtime/backend.h"
+#include "runtime/error.h"
 
 namespace nanovllm {
 namespace {
@@ -221,6 +223,32 @@ TEST(CpuAttention, PagedMatchesDenseCausalAttention) {
             }
         EXPECT_LT(rel_err(out, ref), 1e-6) << "d=" << d << " group=" << group << " block=" << block_size;
       }
+}
+
+}  // namespace
+}  // namespace nanovllm
+
+namespace nanovllm {
+namespace {
+
+// A backend's empty() refuses shapes that cannot be allocated, naming the problem, instead of
+// wrapping the byte count around (a malformed config.json could ask for such a shape).
+TEST(CpuBackend, EmptyRejectsNegativeAndOverflowingShapes) {
+  auto b = make_cpu_backend();
+  EXPECT_EQ(b->empty({3, 5}, DType::F32).nbytes(), 60u);
+  EXPECT_EQ(b->empty({0, 7}, DType::BF16).nbytes(), 0u);
+  try {
+    b->empty({4, -1}, DType::F32);
+    ADD_FAILURE() << "a negative dimension was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("negative dimension"), std::string::npos) << e.what();
+  }
+  try {
+    b->empty({int64_t{1} << 40, int64_t{1} << 40}, DType::F32);
+    ADD_FAILURE() << "an overflowing shape was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("too large"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -36,12 +36,7 @@ class CpuBackend final : public Backend {
   DType compute_dtype() const override { return DType::F32; }
 
   Tensor empty(const std::vector<int64_t>& shape, DType dtype) override {
-    int64_t n = 1;
-    for (int64_t d : shape) {
-      expect(d >= 0, "empty", "negative dimension in " + shape_string(shape));
-      n *= d;
-    }
-    const size_t bytes = static_cast<size_t>(n) * dtype_size(dtype);
+    const size_t bytes = checked_nbytes(shape, dtype, "cpu backend");
     // 64-byte alignment: whole cache lines per row start, and aligned vector loads.
     const size_t rounded = (bytes + 63) / 64 * 64;
     void* p = rounded ? std::aligned_alloc(64, rounded) : nullptr;

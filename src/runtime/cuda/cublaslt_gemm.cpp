@@ -1,7 +1,10 @@
 #include "runtime/cuda/cublaslt_gemm.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "runtime/cuda_check.h"
 #include "runtime/error.h"
@@ -25,10 +28,33 @@ int alignment_of(const void* p) {
   return 2;
 }
 
+int32_t algo_attr(const cublasLtMatmulAlgo_t& a, cublasLtMatmulAlgoConfigAttributes_t attr) {
+  int32_t v = 0;  // every attribute logged here is a 32-bit integer or an enum of that size
+  size_t written = 0;
+  cublasLtMatmulAlgoConfigGetAttribute(&a, attr, &v, sizeof(v), &written);
+  return v;
+}
+
+// NANOVLLM_GEMM_LOG=1: one stderr line per plan made, to see which algorithm each shape runs
+// (and whether a shape fell back from its canonical plan: a row-invariance hazard).
+bool env_on(const char* name, bool fallback) {
+  const char* e = std::getenv(name);
+  if (!e || !*e) return fallback;
+  return std::string(e) != "0";
+}
+
+bool gemm_log_on() {
+  static const bool on = [] {
+    const char* e = std::getenv("NANOVLLM_GEMM_LOG");
+    return e && *e && std::string(e) != "0";
+  }();
+  return on;
+}
+
 }  // namespace
 
 CublasLtGemm::CublasLtGemm(void* workspace, size_t workspace_bytes)
-    : workspace_(workspace), workspace_bytes_(workspace_bytes) {
+    : workspace_(workspace), workspace_bytes_(workspace_bytes), autotune_(env_on("NANOVLLM_GEMM_AUTOTUNE", true)) {
   NANOVLLM_CUBLAS_CHECK(cublasLtCreate(&handle_));
 }
 
@@ -78,6 +104,39 @@ Descs make_descs(int64_t M, int64_t N, int64_t K, bool bias) {
   return d;
 }
 
+// cuBLASLt's candidates for these descriptors, in its order of preference, without in-place
+// split-K reductions (those accumulate through the output in whatever order CTAs finish).
+std::vector<cublasLtMatmulAlgo_t> deterministic_candidates(cublasLtHandle_t h, const Descs& d, size_t workspace,
+                                                           int align) {
+  cublasLtMatmulPreference_t pref;
+  NANOVLLM_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  const uint64_t ws = workspace;
+  const uint32_t al = static_cast<uint32_t>(align);
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+  for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
+    cublasLtMatmulPreferenceSetAttribute(pref, attr, &al, sizeof(al));
+  constexpr int kAsk = 24;
+  cublasLtMatmulHeuristicResult_t results[kAsk];
+  int found = 0;
+  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(h, d.op, d.a, d.b, d.c, d.c, pref, kAsk, results, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  std::vector<cublasLtMatmulAlgo_t> out;
+  for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < found; ++i) {
+    if (results[i].state != CUBLAS_STATUS_SUCCESS || results[i].workspaceSize > workspace) continue;
+    uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_NONE;
+    int32_t splits = 1;
+    size_t written = 0;
+    cublasLtMatmulAlgoConfigGetAttribute(&results[i].algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits, sizeof(splits),
+                                         &written);
+    cublasLtMatmulAlgoConfigGetAttribute(&results[i].algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme,
+                                         sizeof(scheme), &written);
+    if (splits > 1 && scheme == CUBLASLT_REDUCTION_SCHEME_INPLACE) continue;
+    out.push_back(results[i].algo);
+  }
+  return out;
+}
+
 // cuBLASLt's pick for these descriptors: the first without split-K (one in-order float32 sum
 // along K); else the first whose split-K reduction is not in place (deterministic); else its
 // first choice. false when it has none.
@@ -119,11 +178,58 @@ bool heuristic_pick(cublasLtHandle_t h, const Descs& d, size_t workspace, int al
   return true;
 }
 
+// Times each deterministic candidate on the caller's own operands (its output is overwritten,
+// then rewritten by the real product) and keeps the fastest. Decode steps have few, fixed row
+// counts (the batch-size ladder), where cuBLASLt's heuristic often leaves most SMs idle; timing
+// costs a few milliseconds per shape, once, at start. Not while a graph is being captured.
+bool autotune(cublasLtHandle_t handle_, void* workspace_, size_t workspace_bytes_, const Descs& d,
+              const CublasLtGemm::Operands& ops, cublasLtMatmulAlgo_t& best, float& best_ms, float& first_ms) {
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(ops.stream, &capturing) != cudaSuccess || capturing != cudaStreamCaptureStatusNone)
+    return false;
+  const std::vector<cublasLtMatmulAlgo_t> cands = deterministic_candidates(handle_, d, workspace_bytes_, ops.align);
+  if (cands.empty()) return false;
+  if (ops.bias)
+    NANOVLLM_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ops.bias, sizeof(ops.bias)));
+  cudaEvent_t e0, e1;
+  NANOVLLM_CUDA_CHECK(cudaEventCreate(&e0));
+  NANOVLLM_CUDA_CHECK(cudaEventCreate(&e1));
+  const float one = 1.f, zero = 0.f;
+  auto run = [&](const cublasLtMatmulAlgo_t& a) {
+    return cublasLtMatmul(handle_, d.op, &one, ops.w, d.a, ops.x, d.b, &zero, ops.out, d.c, ops.out, d.c, &a,
+                          workspace_, workspace_bytes_, ops.stream) == CUBLAS_STATUS_SUCCESS;
+  };
+  constexpr int kReps = 5;
+  best_ms = -1;
+  for (size_t i = 0; i < cands.size(); ++i) {
+    if (!run(cands[i])) continue;  // warm-up; a candidate that cannot run is skipped
+    NANOVLLM_CUDA_CHECK(cudaEventRecord(e0, ops.stream));
+    bool fine = true;
+    for (int r = 0; r < kReps && fine; ++r) fine = run(cands[i]);
+    NANOVLLM_CUDA_CHECK(cudaEventRecord(e1, ops.stream));
+    NANOVLLM_CUDA_CHECK(cudaEventSynchronize(e1));
+    float ms = 0;
+    NANOVLLM_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    ms /= kReps;
+    if (!fine) continue;
+    if (i == 0) first_ms = ms;
+    if (best_ms < 0 || ms < best_ms) {
+      best_ms = ms;
+      best = cands[i];
+    }
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaGetLastError();  // a refused candidate leaves no sticky error, but clear any launch error
+  return best_ms >= 0;
+}
+
 }  // namespace
 
 // Row-major out (M, N) = x (M, K) w (N, K)^T is, in cuBLAS's column-major terms,
 // C (N x M) = op(A) B with A = w stored (K x N), op(A) = A^T, and B = x stored (K x M).
-CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key) {
+CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key, const Operands& ops) {
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second;
   const auto [M, N, K, bias, align, per_shape] = key;
@@ -131,6 +237,8 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key) {
   cublasLtMatmulAlgo_t algo{};
   std::string why;
   bool ok = false;
+  float tuned_ms = -1, first_ms = -1;
+  if (per_shape && autotune_) ok = autotune(handle_, workspace_, workspace_bytes_, d, ops, algo, tuned_ms, first_ms);
   if (!per_shape) {
     // One algorithm per weight shape, picked at a large M and checked for this one.
     constexpr int64_t kCanonicalM = 4096;
@@ -152,7 +260,22 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key) {
       if (ok) algo = c->second.second;
     }
   }
+  const char* how = per_shape ? (ok ? "per-M,timed" : "per-M") : ok ? "canonical" : "canonical-rejected,per-M";
+  if (ok && tuned_ms >= 0 && gemm_log_on())
+    std::fprintf(stderr, "[gemm] M=%lld N=%lld K=%lld timed: %.2f us (cuBLASLt's first choice %.2f us)\n",
+                 static_cast<long long>(M), static_cast<long long>(N), static_cast<long long>(K), 1e3 * tuned_ms,
+                 1e3 * first_ms);
   if (!ok) ok = heuristic_pick(handle_, d, workspace_bytes_, align, algo, why);
+  if (ok && gemm_log_on())
+    std::fprintf(stderr,
+                 "[gemm] M=%lld N=%lld K=%lld bias=%d align=%d %s: algo %d tile %d stages %d splitK %d "
+                 "reduction %d swizzle %d custom %d\n",
+                 static_cast<long long>(M), static_cast<long long>(N), static_cast<long long>(K), int(bias), align, how,
+                 algo_attr(algo, CUBLASLT_ALGO_CONFIG_ID), algo_attr(algo, CUBLASLT_ALGO_CONFIG_TILE_ID),
+                 algo_attr(algo, CUBLASLT_ALGO_CONFIG_STAGES_ID), algo_attr(algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM),
+                 algo_attr(algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME),
+                 algo_attr(algo, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING),
+                 algo_attr(algo, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION));
   if (!ok) {
     d.destroy();
     throw Error("linear: cuBLASLt has no bf16 algorithm for M=" + std::to_string(M) + " N=" + std::to_string(N) +
@@ -175,7 +298,7 @@ void CublasLtGemm::linear(const void* x, const void* w, const void* bias, void* 
   if (!x || !w || !out) throw Error("linear: null pointer");
   int align = std::min({alignment_of(x), alignment_of(w), alignment_of(out), 16});
   if (bias) align = std::min(align, alignment_of(bias));
-  Plan& p = plan_for({M, N, K, bias != nullptr, align, per_shape_});
+  Plan& p = plan_for({M, N, K, bias != nullptr, align, per_shape_}, Operands{x, w, bias, out, align, stream});
   if (bias)
     NANOVLLM_CUBLAS_CHECK(
         cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));

@@ -1,8 +1,9 @@
 // bf16 matrix products through cuBLASLt: out (M, N) = x (M, K) @ w (N, K)^T [+ bias (N,)], with
 // float32 accumulation and one bf16 rounding, as torch's F.linear in bf16 computes it.
 //
-// The algorithm for each (M, N, K, bias, alignment) is asked of cuBLASLt's heuristic once and
-// cached with its descriptors, so a step only calls cublasLtMatmul. Split-K algorithms are
+// The algorithm for each (M, N, K, bias, alignment) is chosen once and cached with its
+// descriptors, so a step only calls cublasLtMatmul: for decode row counts (per-shape mode) by
+// timing cuBLASLt's candidates on the first call's operands, otherwise by its heuristic. Split-K algorithms are
 // skipped: without them each output is one float32 sum along K in order, which keeps a row's
 // result independent of how many other rows share the product (batch invariance; see
 // docs/engine.md). Queries happen on the host only, so a first call inside a CUDA-graph
@@ -37,6 +38,13 @@ class CublasLtGemm {
   // so each row's bits do not depend on how many rows the product has.
   void set_per_shape(bool on) { per_shape_ = on; }
 
+  struct Operands {  // one call's own pointers, for timing candidates on them
+    const void *x, *w, *bias;
+    void* out;
+    int align;
+    cudaStream_t stream;
+  };
+
  private:
   struct Plan {
     cublasLtMatmulDesc_t op = nullptr;
@@ -44,7 +52,7 @@ class CublasLtGemm {
     cublasLtMatmulAlgo_t algo{};
   };
   using Key = std::tuple<int64_t, int64_t, int64_t, bool, int, bool>;  // M, N, K, bias, alignment, per-shape
-  Plan& plan_for(const Key& key);
+  Plan& plan_for(const Key& key, const Operands& ops);
 
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_;
@@ -53,6 +61,7 @@ class CublasLtGemm {
   // (N, K, bias, alignment) -> (found, algorithm) picked at a large M
   std::map<std::tuple<int64_t, int64_t, bool, int>, std::pair<bool, cublasLtMatmulAlgo_t>> canonical_;
   bool per_shape_ = false;
+  bool autotune_ = true;  // NANOVLLM_GEMM_AUTOTUNE=0: cuBLASLt's heuristic pick, untimed
 };
 
 }  // namespace nanovllm

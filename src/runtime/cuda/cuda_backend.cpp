@@ -19,6 +19,7 @@
 #include "runtime/backend.h"
 #include "runtime/cuda/cublaslt_gemm.h"
 #include "runtime/cuda/device_arena.h"
+#include "runtime/cuda/op_profiler.h"
 #include "runtime/cuda_check.h"
 #include "runtime/cuda_device.h"
 #include "runtime/error.h"
@@ -43,10 +44,11 @@ void expect_i32(const Tensor& t, const char* op, const char* name) { expect_dev(
 
 class CudaStepGraph final : public StepGraph {
  public:
-  CudaStepGraph(cudaGraphExec_t exec, cudaStream_t stream, DeviceArena& arena, size_t arena_end)
-      : exec_(exec), stream_(stream), arena_(arena), arena_end_(arena_end) {}
+  CudaStepGraph(cudaGraphExec_t exec, cudaStream_t stream, DeviceArena& arena, size_t arena_end, OpProfiler* prof)
+      : exec_(exec), stream_(stream), arena_(arena), arena_end_(arena_end), prof_(prof) {}
   ~CudaStepGraph() override { cudaGraphExecDestroy(exec_); }
   void replay() override {
+    OpScope scope_(prof_, "graph replay (forward)");
     NANOVLLM_CUDA_CHECK(cudaGraphLaunch(exec_, stream_));
     arena_.reserve_to(arena_end_);  // its outputs live there until the next step
   }
@@ -56,6 +58,7 @@ class CudaStepGraph final : public StepGraph {
   cudaStream_t stream_;
   DeviceArena& arena_;
   size_t arena_end_;
+  OpProfiler* prof_;
 };
 
 class CudaBackend final : public Backend {
@@ -68,6 +71,7 @@ class CudaBackend final : public Backend {
     NANOVLLM_CUDA_CHECK(cudaSetDevice(device));
     name_ = "cuda:" + std::to_string(device) + " (" + cuda_device_summary(device) + ")";
     NANOVLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    if (OpProfiler::enabled_by_env()) prof_ = std::make_unique<OpProfiler>(stream_);
     NANOVLLM_CUDA_CHECK(cudaMalloc(&gemm_ws_, kGemmWorkspace));
     gemm_ = std::make_unique<CublasLtGemm>(gemm_ws_, kGemmWorkspace);
     for (int i = 0; i < 2; ++i) {
@@ -78,6 +82,7 @@ class CudaBackend final : public Backend {
 
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
+    prof_.reset();
     sampler_.reset();
     gemm_.reset();
     arena_.resize(0);
@@ -94,12 +99,7 @@ class CudaBackend final : public Backend {
   DType compute_dtype() const override { return DType::BF16; }
 
   Tensor empty(const std::vector<int64_t>& shape, DType dtype) override {
-    int64_t n = 1;
-    for (int64_t d : shape) {
-      expect(d >= 0, "empty", "negative dimension in " + shape_string(shape));
-      n *= d;
-    }
-    const size_t bytes = static_cast<size_t>(n) * dtype_size(dtype);
+    const size_t bytes = checked_nbytes(shape, dtype, "cuda backend");
     if (in_step_) return Tensor(dtype, shape, Device::CUDA, nullptr, arena_.allocate(bytes));
     if (bytes == 0) return Tensor(dtype, shape, Device::CUDA, nullptr, nullptr);
     void* p = nullptr;
@@ -119,6 +119,7 @@ class CudaBackend final : public Backend {
     expect(dst.device() == Device::CUDA, "copy_from_host", "destination is not a CUDA tensor");
     expect(nbytes <= dst.nbytes(), "copy_from_host", "source larger than destination");
     if (nbytes == 0) return;
+    OpScope scope_(in_step_ ? prof_.get() : nullptr, "upload");
     if (in_step_ && staging_used_ + nbytes <= kStagingHalf) {
       char* stage = static_cast<char*>(staging_[half_]) + staging_used_;
       std::memcpy(stage, src, nbytes);
@@ -173,6 +174,7 @@ class CudaBackend final : public Backend {
   void synchronize() override { NANOVLLM_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
   void embedding(const Tensor& ids, const Tensor& table, Tensor& out) override {
+    OpScope scope_(prof_.get(), "embedding");
     expect_i32(ids, "embedding", "ids");
     expect_bf16(table, "embedding", "table");
     expect_bf16(out, "embedding", "out");
@@ -183,6 +185,7 @@ class CudaBackend final : public Backend {
   }
 
   void rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& out) override {
+    OpScope scope_(prof_.get(), "rms_norm");
     expect_bf16(x, "rms_norm", "x");
     expect_bf16(w, "rms_norm", "weight");
     expect_bf16(out, "rms_norm", "out");
@@ -191,6 +194,7 @@ class CudaBackend final : public Backend {
   }
 
   void add_rms_norm(Tensor& x, Tensor& residual, const Tensor& w, float eps) override {
+    OpScope scope_(prof_.get(), "add_rms_norm");
     expect_bf16(x, "add_rms_norm", "x");
     expect_bf16(residual, "add_rms_norm", "residual");
     expect_bf16(w, "add_rms_norm", "weight");
@@ -210,12 +214,15 @@ class CudaBackend final : public Backend {
       expect_bf16(*bias, "linear", "bias");
       expect(bias->numel() == w.dim(0), "linear", "bias size");
     }
+    OpScope scope_(prof_.get(), prof_ ? "linear N=" + std::to_string(w.dim(0)) + " K=" + std::to_string(w.dim(1))
+                                      : std::string());
     gemm_->linear(x.data(), w.data(), bias ? bias->data() : nullptr, out.data(), x.dim(0), w.dim(0), x.dim(1),
                   stream_);
   }
 
   void qk_norm_rope(Tensor& qkv, int nh, int nkv, int d, const Tensor* qw, const Tensor* kw, float eps,
                     const Tensor& cos_sin, const Tensor& positions) override {
+    OpScope scope_(prof_.get(), "qk_norm_rope");
     expect_bf16(qkv, "qk_norm_rope", "qkv");
     expect_dev(cos_sin, DType::F32, "qk_norm_rope", "cos_sin");
     expect_i32(positions, "qk_norm_rope", "positions");
@@ -229,6 +236,7 @@ class CudaBackend final : public Backend {
   }
 
   void silu_and_mul(const Tensor& gate_up, Tensor& out) override {
+    OpScope scope_(prof_.get(), "silu_and_mul");
     expect_bf16(gate_up, "silu_and_mul", "gate_up");
     expect_bf16(out, "silu_and_mul", "out");
     expect(gate_up.rank() == 2 && out.rank() == 2 && out.dim(0) == gate_up.dim(0) &&
@@ -239,6 +247,7 @@ class CudaBackend final : public Backend {
 
   void store_kv(const Tensor& qkv, int nh, int nkv, int d, Tensor& k_cache, Tensor& v_cache,
                 const AttentionMetadata& meta) override {
+    OpScope scope_(prof_.get(), "store_kv");
     expect_bf16(qkv, "store_kv", "qkv");
     expect_bf16(k_cache, "store_kv", "k_cache");
     expect_bf16(v_cache, "store_kv", "v_cache");
@@ -264,7 +273,9 @@ class CudaBackend final : public Backend {
            "attention", "shape mismatch");
     const int bs = static_cast<int>(k_cache.dim(1));
     const int mbps = static_cast<int>(meta.block_tables.dim(1));
-    if (meta.max_seqlen_q <= 1 && qkv.dim(0) == meta.num_seqs) {  // decode: one query row each
+    const bool decode = meta.max_seqlen_q <= 1 && qkv.dim(0) == meta.num_seqs;  // one query row each
+    OpScope scope_(prof_.get(), decode ? "attention decode" : "attention prefill");
+    if (decode) {
       const size_t need = decode_workspace(meta.num_seqs, nh, nkv, d, meta.max_context_len);
       if (need > step_ws_bytes_) {  // one workspace per step, shared by every layer (one stream)
         step_ws_ = arena_.allocate(need);
@@ -284,6 +295,7 @@ class CudaBackend final : public Backend {
   }
 
   void gather_rows(const Tensor& x, const Tensor& rows, Tensor& out) override {
+    OpScope scope_(prof_.get(), "gather_rows");
     expect_bf16(x, "gather_rows", "x");
     expect_i32(rows, "gather_rows", "rows");
     expect_bf16(out, "gather_rows", "out");
@@ -294,6 +306,7 @@ class CudaBackend final : public Backend {
   }
 
   SamplerOutput sample(const Tensor& logits, const SamplingBatch& batch) override {
+    OpScope scope_(prof_.get(), "sample");
     expect_bf16(logits, "sample", "logits");
     expect(logits.rank() == 2 && static_cast<size_t>(logits.dim(0)) == batch.size() &&
                batch.banned.size() == batch.size() && batch.tokens.size() == batch.size(),
@@ -324,6 +337,7 @@ class CudaBackend final : public Backend {
     step_ws_bytes_ = 0;
     in_step_ = true;
     gemm_->set_per_shape(decode);
+    if (prof_) prof_->begin_step(decode);
   }
 
   void end_step() override {
@@ -331,6 +345,7 @@ class CudaBackend final : public Backend {
     in_step_ = false;
     gemm_->set_per_shape(false);
     NANOVLLM_CUDA_CHECK(cudaEventRecord(staging_done_[half_], stream_));
+    if (prof_) prof_->end_step();
   }
 
   void begin_profile() override { arena_.begin_measuring(); }
@@ -351,6 +366,13 @@ class CudaBackend final : public Backend {
     expect(!arena_.measuring(), "capture", "cannot capture while profiling");
     NANOVLLM_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
     cudaGraph_t graph = nullptr;
+    if (prof_) prof_->set_capturing(true);
+    struct Uncapture {
+      OpProfiler* p;
+      ~Uncapture() {
+        if (p) p->set_capturing(false);
+      }
+    } uncapture{prof_.get()};
     try {
       body();
     } catch (...) {
@@ -364,7 +386,7 @@ class CudaBackend final : public Backend {
     const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
     cudaGraphDestroy(graph);
     if (err != cudaSuccess) NANOVLLM_CUDA_CHECK(err);
-    return std::make_unique<CudaStepGraph>(exec, stream_, arena_, arena_.used());
+    return std::make_unique<CudaStepGraph>(exec, stream_, arena_, arena_.used(), prof_.get());
   }
 
   // Device-to-device copy of 1 GiB (read + write counted) and a bf16 8192^3 product, each the
@@ -447,6 +469,7 @@ class CudaBackend final : public Backend {
   StepLimits limits_;
   std::unique_ptr<GpuSampler> sampler_;
   int64_t sampler_vocab_ = 0;
+  std::unique_ptr<OpProfiler> prof_;  // NANOVLLM_PROFILE_OPS only
 };
 
 }  // namespace

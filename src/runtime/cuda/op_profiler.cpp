@@ -1,0 +1,103 @@
+#include "runtime/cuda/op_profiler.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+
+#include "runtime/cuda_check.h"
+
+namespace nanovllm {
+
+bool OpProfiler::enabled_by_env() {
+  const char* e = std::getenv("NANOVLLM_PROFILE_OPS");
+  return e && *e && std::string(e) != "0";
+}
+
+cudaEvent_t OpProfiler::take_event() {
+  cudaEvent_t e;
+  if (free_.empty()) {
+    NANOVLLM_CUDA_CHECK(cudaEventCreate(&e));
+  } else {
+    e = free_.back();
+    free_.pop_back();
+  }
+  used_.push_back(e);
+  return e;
+}
+
+void OpProfiler::begin_step(bool decode) {
+  if (capturing_) return;
+  decode_ = decode;
+  in_step_ = true;
+  step_begin_ = take_event();
+  NANOVLLM_CUDA_CHECK(cudaEventRecord(step_begin_, stream_));
+  wall_begin_ = std::chrono::steady_clock::now();
+}
+
+void OpProfiler::op_begin(const std::string& name) {
+  if (capturing_ || !in_step_ || open_begin_) return;  // nested ops count in their outer op
+  open_name_ = name;
+  open_begin_ = take_event();
+  NANOVLLM_CUDA_CHECK(cudaEventRecord(open_begin_, stream_));
+}
+
+void OpProfiler::op_end() {
+  if (!open_begin_) return;
+  cudaEvent_t end = take_event();
+  NANOVLLM_CUDA_CHECK(cudaEventRecord(end, stream_));
+  pending_.push_back({open_name_, open_begin_, end});
+  open_begin_ = nullptr;
+}
+
+void OpProfiler::end_step() {
+  if (capturing_ || !in_step_) return;
+  in_step_ = false;
+  cudaEvent_t step_end = take_event();
+  NANOVLLM_CUDA_CHECK(cudaEventRecord(step_end, stream_));
+  NANOVLLM_CUDA_CHECK(cudaEventSynchronize(step_end));
+  const int k = decode_ ? 1 : 0;
+  for (const Pending& p : pending_) {
+    float ms = 0;
+    NANOVLLM_CUDA_CHECK(cudaEventElapsedTime(&ms, p.begin, p.end));
+    Total& t = totals_[{decode_, p.name}];
+    t.ms += ms;
+    ++t.calls;
+  }
+  float ms = 0;
+  NANOVLLM_CUDA_CHECK(cudaEventElapsedTime(&ms, step_begin_, step_end));
+  step_gpu_ms_[k] += ms;
+  step_wall_ms_[k] +=
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall_begin_).count();
+  ++steps_[k];
+  pending_.clear();
+  free_.insert(free_.end(), used_.begin(), used_.end());
+  used_.clear();
+}
+
+OpProfiler::~OpProfiler() {
+  for (int k : {1, 0}) {
+    if (!steps_[k]) continue;
+    double sum = 0;
+    std::vector<std::pair<double, std::string>> rows;
+    for (const auto& [key, t] : totals_)
+      if (key.first == (k == 1)) {
+        sum += t.ms;
+        char line[256];
+        std::snprintf(line, sizeof line, "%-40s %8ld calls %10.2f ms %6.2f us/call", key.second.c_str(), t.calls,
+                      t.ms, 1e3 * t.ms / double(t.calls));
+        rows.emplace_back(t.ms, line);
+      }
+    std::sort(rows.rbegin(), rows.rend());
+    std::fprintf(stderr,
+                 "[profile] %s steps: %ld; GPU span of the steps %.2f ms (ops %.2f ms, %.1f%%); host wall time of "
+                 "the steps %.2f ms\n",
+                 k ? "decode" : "other", steps_[k], step_gpu_ms_[k], sum, 100.0 * sum / std::max(step_gpu_ms_[k], 1e-9),
+                 step_wall_ms_[k]);
+    for (const auto& [ms, line] : rows)
+      std::fprintf(stderr, "[profile]   %s %5.1f%%\n", line.c_str(), 100.0 * ms / std::max(sum, 1e-9));
+  }
+  for (cudaEvent_t e : free_) cudaEventDestroy(e);
+  for (cudaEvent_t e : used_) cudaEventDestroy(e);
+}
+
+}  // namespace nanovllm

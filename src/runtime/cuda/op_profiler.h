@@ -1,0 +1,75 @@
+// NANOVLLM_PROFILE_OPS=1: GPU time of every backend op, summed by op and step kind (decode or
+// other), printed to stderr when the backend is destroyed. For finding where a step's time
+// goes (docs/performance.md); run with enforce_eager, since ops replayed from a CUDA graph are
+// not seen. Each op is bracketed by two CUDA events; step ends synchronise to read them, so a
+// profiled run is slower than a plain one and only the GPU times are meaningful.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace nanovllm {
+
+class OpProfiler {
+ public:
+  static bool enabled_by_env();
+  explicit OpProfiler(cudaStream_t stream) : stream_(stream) {}
+  ~OpProfiler();  // prints the table
+  OpProfiler(const OpProfiler&) = delete;
+  OpProfiler& operator=(const OpProfiler&) = delete;
+
+  void begin_step(bool decode);
+  void end_step();  // synchronises, then adds this step's op times
+  // Brackets one op; `name` is copied. Nothing is recorded while a graph is being captured.
+  void op_begin(const std::string& name);
+  void op_end();
+  void set_capturing(bool on) { capturing_ = on; }
+
+ private:
+  struct Pending {
+    std::string name;
+    cudaEvent_t begin, end;
+  };
+  struct Total {
+    double ms = 0;
+    long calls = 0;
+  };
+  cudaEvent_t take_event();
+
+  cudaStream_t stream_;
+  bool capturing_ = false, decode_ = false, in_step_ = false;
+  std::vector<cudaEvent_t> free_, used_;
+  std::vector<Pending> pending_;
+  std::string open_name_;
+  cudaEvent_t open_begin_ = nullptr;
+  std::map<std::pair<bool, std::string>, Total> totals_;  // (decode, op)
+  long steps_[2] = {0, 0};
+  double step_gpu_ms_[2] = {0, 0}, step_wall_ms_[2] = {0, 0};
+  cudaEvent_t step_begin_ = nullptr;
+  std::chrono::steady_clock::time_point wall_begin_;
+};
+
+// RAII bracket; a null profiler makes it free.
+class OpScope {
+ public:
+  OpScope(OpProfiler* p, const char* name) : p_(p) {
+    if (p_) p_->op_begin(name);
+  }
+  OpScope(OpProfiler* p, const std::string& name) : p_(p) {
+    if (p_) p_->op_begin(name);
+  }
+  ~OpScope() {
+    if (p_) p_->op_end();
+  }
+  OpScope(const OpScope&) = delete;
+  OpScope& operator=(const OpScope&) = delete;
+
+ private:
+  OpProfiler* p_;
+};
+
+}  // namespace nanovllm
