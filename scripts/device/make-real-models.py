@@ -43,6 +43,13 @@ def main():
             model = Qwen3ForCausalLM(cfg)
         model = model.to(torch.bfloat16).eval()
         model.save_pretrained(d, safe_serialization=True)
+        # Reload, as a user would: `.to(bfloat16)` above also rounds the rotary inv_freq buffer
+        # to bf16 (an angle error growing with position: ~0.6 rad at position 333), which
+        # from_pretrained does not do. The reference must be transformers as users run it.
+        del model
+        model = Qwen3ForCausalLM.from_pretrained(d, dtype=torch.bfloat16, attn_implementation="sdpa").cuda().eval()
+        print(json.dumps({"model": str(d), "rotary_inv_freq_dtype": str(model.model.rotary_emb.inv_freq.dtype)}),
+              flush=True)
         g = torch.Generator().manual_seed(7)
         prompts = [torch.randint(0, cfg.vocab_size, (n,), generator=g) for n in LENGTHS]
         ref, bf16_logits = {}, []
@@ -54,7 +61,8 @@ def main():
                 ref[f"logits.{i}"] = logits.to(torch.bfloat16).cpu().contiguous()
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
-            model = model.float()
+            del model
+            model = Qwen3ForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="sdpa").cuda().eval()
             num = den = 0.0
             same = rows = 0
             for i, (p, b) in enumerate(zip(prompts, bf16_logits)):

@@ -12,7 +12,9 @@
 //   guard bytes that must stay untouched. Bound: ||out - ref|| / ||ref|| < 1e-2 over the output
 //   and for every (token, head) row, every element within 2^-7 |ref| + 1e-2 rms(row), no NaN.
 // - A CUDA graph captures each kernel once and replays it on new metadata.
-// - Informational timings at one realistic size (printed, not asserted).
+// - Decode is batch invariant: a sequence's output bits are the same alone, in a batch of 7 and
+//   in a batch of 300, whatever the bound passed as max_context_len.
+// - Informational timings at realistic sizes (printed, not asserted).
 // The largest errors are printed per kernel ("max rel err"); scripts/gpu-check collects them.
 // Under compute-sanitizer (NANOVLLM_GPU_SANITIZER set) the cases are fewer and smaller and the
 // timings are skipped. Without a GPU the tests are SKIPPED, except the argument checks.
@@ -289,7 +291,8 @@ void run_prefill(DeviceBatch& d, const Batch& b, cudaStream_t stream) {
 }
 
 // Checks one decode batch; `bound` is the max_context_len passed (0: the batch's own maximum).
-Stats check_decode(Stream& stream, const Batch& b, int bound = 0) {
+// The output bits go to *out_bits when given.
+Stats check_decode(Stream& stream, const Batch& b, int bound = 0, std::vector<uint16_t>* out_bits = nullptr) {
   SCOPED_TRACE(b.what() + " bound=" + std::to_string(bound));
   const int max_ctx = bound > 0 ? bound : b.max_ctx;
   const std::vector<float> ref = reference(b);
@@ -304,6 +307,7 @@ Stats check_decode(Stream& stream, const Batch& b, int bound = 0) {
   EXPECT_EQ(ws.bad_guards(), 0u) << "wrote outside the workspace";
   const Stats s = compare(out, ref, b.T * b.nh, b.d);
   EXPECT_CLOSE(s, b.what());
+  if (out_bits) *out_bits = out;
   return s;
 }
 
@@ -353,7 +357,7 @@ TEST(CudaAttentionDecode, ShapesGroupsBlockSizes) {
 }
 
 // Group sizes that are not a power of two or exceed one CTA's 8 heads, a zero-length context,
-// one sequence (many splits) and many sequences (one split, written directly).
+// one sequence (many splits) and many short sequences (one to four splits each).
 TEST(CudaAttentionDecode, OddGroupsEmptyContextsAndBatchSizes) {
   REQUIRE_GPU();
   Stream stream;
@@ -377,6 +381,73 @@ TEST(CudaAttentionDecode, OddGroupsEmptyContextsAndBatchSizes) {
     for (int i = 0; i < (small ? 40 : 300); ++i) many.push_back({1, ctx(rng())});
     const Batch b = make_batch(32, 8, 128, 16, many);
     report.add(check_decode(stream, b));
+  }
+}
+
+// Writes one sequence's q row and its n keys' K and V rows (n x nkv x d each) into sequence s of
+// the batch, through its block table, so the same sequence can sit in different batches.
+void implant(Batch& b, int s, const Bf16Host& q, const Bf16Host& k, const Bf16Host& v) {
+  const int64_t qn = int64_t(b.nh) * b.d, kv_row = int64_t(b.nkv) * b.d;
+  for (int64_t i = 0; i < qn; ++i) {
+    b.qkv.bits[size_t(b.cu[s] * b.row() + i)] = q.bits[size_t(i)];
+    b.qkv.f[size_t(b.cu[s] * b.row() + i)] = q.f[size_t(i)];
+  }
+  for (int t = 0; t < b.ctx[s]; ++t) {
+    const int64_t blk = b.tables[size_t(s) * b.max_blocks + t / b.bs];
+    const int64_t dst = (blk * b.bs + t % b.bs) * kv_row;
+    for (int64_t i = 0; i < kv_row; ++i) {
+      b.kc.bits[size_t(dst + i)] = k.bits[size_t(t * kv_row + i)];
+      b.kc.f[size_t(dst + i)] = k.f[size_t(t * kv_row + i)];
+      b.vc.bits[size_t(dst + i)] = v.bits[size_t(t * kv_row + i)];
+      b.vc.f[size_t(dst + i)] = v.f[size_t(t * kv_row + i)];
+    }
+  }
+}
+
+// The same sequence decoded alone, in a batch of 7 and in a batch of 300 (other random
+// sequences around it, other bounds, other block ids) gives the same output bits: the work
+// split depends on the sequence's own context only.
+TEST(CudaAttentionDecode, BatchInvariant) {
+  REQUIRE_GPU();
+  Stream stream;
+  Report report{"decode batch invariance"};
+  struct Shape {
+    int nh, nkv, d, bs;
+  };
+  const bool small = sanitizing();
+  std::vector<int> contexts = {1, 127, 128, 129, 1000, 4096};
+  if (small) contexts = {1, 128, 129, 1000};
+  for (const Shape& sh : {Shape{16, 8, 128, 32}, Shape{12, 2, 64, 16}}) {
+    for (int n : contexts) {
+      SCOPED_TRACE("context " + std::to_string(n) + " nh=" + std::to_string(sh.nh));
+      const int64_t kv_elems = int64_t(n) * sh.nkv * sh.d;
+      const Bf16Host q = random_bf16(size_t(sh.nh) * sh.d, 1.f);
+      const Bf16Host k = random_bf16(size_t(kv_elems), 1.f), v = random_bf16(size_t(kv_elems), 1.f);
+      // (batch size, where the sequence sits, longest other context, bound passed or 0)
+      struct Setup {
+        int size, at, other_max, bound;
+      };
+      const Setup setups[] = {{1, 0, 1, 0}, {7, 3, small ? 300 : 3000, 0}, {small ? 60 : 300, 123 % (small ? 60 : 300), 64, 8192}};
+      std::vector<uint16_t> first;
+      for (const Setup& su : setups) {
+        std::vector<Seq> seqs;
+        std::uniform_int_distribution<int> other(0, su.other_max);
+        for (int i = 0; i < su.size; ++i) seqs.push_back({1, i == su.at ? n : other(rng())});
+        Batch b = make_batch(sh.nh, sh.nkv, sh.d, sh.bs, seqs);
+        implant(b, su.at, q, k, v);
+        std::vector<uint16_t> out;
+        report.add(check_decode(stream, b, su.bound, &out));
+        const int64_t row = int64_t(sh.nh) * sh.d;
+        const std::vector<uint16_t> mine(out.begin() + su.at * row, out.begin() + (su.at + 1) * row);
+        if (first.empty()) {
+          first = mine;
+        } else {
+          size_t diff = 0;
+          for (size_t i = 0; i < mine.size(); ++i) diff += mine[i] != first[i];
+          EXPECT_EQ(diff, 0u) << "batch of " << su.size << ": output bits differ from the lone decode";
+        }
+      }
+    }
   }
 }
 
@@ -532,14 +603,21 @@ size_t count_nonfinite(DeviceBuf<uint16_t>& buf) {
   return size_t(std::count_if(h.begin(), h.end(), [](uint16_t b) { return !std::isfinite(bf16_to_f32(b)); }));
 }
 
-// Decode: 64 sequences x 4096 keys, 16 query / 8 KV heads, d = 128, blocks of 256 (scattered).
-TEST(CudaAttentionPerf, DecodeTiming) {
-  REQUIRE_GPU();
-  if (sanitizing()) GTEST_SKIP() << "no timings under compute-sanitizer";
-  Stream stream;
-  const int n = 64, ctx = 4096, nh = 16, nkv = 8, d = 128, bs = 256;
-  const int blocks_per_seq = ctx / bs;
-  const int64_t num_blocks = int64_t(n) * blocks_per_seq;
+// Decode with Qwen3-0.6B's heads (16 query / 8 KV, d = 128) and blocks of 256 (scattered):
+// `ctx` lists each sequence's context, `bound` is the max_context_len passed. Inputs that fit
+// in L2 would be timed from L2, so the launches rotate over enough disjoint copies of the
+// cache (other block ids) to stream at least 256 MB between two reads of the same bytes.
+void time_decode(Stream& stream, const std::vector<int>& ctx, int bound, const char* label) {
+  const int n = int(ctx.size()), nh = 16, nkv = 8, d = 128, bs = 256;
+  int64_t set_blocks = 0;
+  int width = 1;
+  for (int c : ctx) {
+    set_blocks += (c + bs - 1) / bs;
+    width = std::max(width, (c + bs - 1) / bs);
+  }
+  const int64_t set_bytes = 2 * set_blocks * bs * nkv * d * 2;
+  const int sets = int(std::min<int64_t>(16, std::max<int64_t>(1, ((int64_t(256) << 20) + set_bytes - 1) / set_bytes)));
+  const int64_t num_blocks = set_blocks * sets;
   const int64_t cache = num_blocks * bs * nkv * d;
   DeviceBuf<uint16_t> qkv(size_t(n) * (nh + 2 * nkv) * d), kc{size_t(cache)}, vc{size_t(cache)},
       out(size_t(n) * nh * d);
@@ -549,54 +627,92 @@ TEST(CudaAttentionPerf, DecodeTiming) {
   std::vector<int32_t> ids(num_blocks);
   std::iota(ids.begin(), ids.end(), 0);
   std::shuffle(ids.begin(), ids.end(), rng());
-  DeviceBuf<int32_t> tables(ids.size()), lens(n);
-  tables.upload(ids);
-  lens.upload(std::vector<int32_t>(n, ctx));
-  const size_t ws_bytes = gpu::paged_attention_decode_workspace_bytes(n, nh, nkv, d, ctx);
+  std::vector<int32_t> tables_h(size_t(sets) * n * width, -1);
+  size_t next = 0;
+  for (int r = 0; r < sets; ++r)
+    for (int s = 0; s < n; ++s)
+      for (int i = 0; i < (ctx[s] + bs - 1) / bs; ++i) tables_h[(size_t(r) * n + s) * width + i] = ids[next++];
+  DeviceBuf<int32_t> tables(tables_h.size()), lens(n);
+  tables.upload(tables_h);
+  lens.upload(ctx);
+  const size_t ws_bytes = gpu::paged_attention_decode_workspace_bytes(n, nh, nkv, d, bound);
   DeviceBuf<float> ws(ws_bytes / sizeof(float));
   const float scale = 1.f / std::sqrt(float(d));
+  int launches = 0;
   const double ms = median_ms(stream, 50, [&] {
+    const int32_t* table = tables.data() + size_t(launches++ % sets) * n * width;
     gpu::paged_attention_decode(qkv.data(), nh, nkv, d, scale, kc.data(), vc.data(), bs, num_blocks, n,
-                                lens.data(), tables.data(), blocks_per_seq, ctx, out.data(), ws.data(),
-                                ws.bytes(), stream);
+                                lens.data(), table, width, bound, out.data(), ws.data(), ws.bytes(), stream);
   });
   EXPECT_EQ(count_nonfinite(out), 0u);
-  const double bytes = 2.0 * cache * 2 + double(n) * nh * d * 2 * 2;  // K, V, q, out
-  const double flops = 4.0 * n * nh * double(ctx) * d;
-  std::printf("[ CudaAttention ] timing decode  %d seqs x %d ctx, %d/%d heads, d=%d, bs=%d: %.3f ms, "
-              "%.0f GB/s, %.2f TFLOP/s\n", n, ctx, nh, nkv, d, bs, ms, bytes / ms / 1e6, flops / ms / 1e9);
+  const double keys = std::accumulate(ctx.begin(), ctx.end(), 0.0);
+  const double bytes = 4.0 * keys * nkv * d + double(n) * nh * d * 2 * 2;  // K, V, q, out
+  const double flops = 4.0 * nh * keys * d;
+  std::printf("[ CudaAttention ] timing decode  %s, %d/%d heads, d=%d, bs=%d: %.3f ms, %.0f GB/s, "
+              "%.2f TFLOP/s\n", label, nh, nkv, d, bs, ms, bytes / ms / 1e6, flops / ms / 1e9);
 }
 
-// Prefill: one 4096-token prompt, causal, 16 query / 8 KV heads, d = 128, blocks of 256.
-TEST(CudaAttentionPerf, PrefillTiming) {
+TEST(CudaAttentionPerf, DecodeTiming) {
   REQUIRE_GPU();
   if (sanitizing()) GTEST_SKIP() << "no timings under compute-sanitizer";
   Stream stream;
-  const int T = 4096, nh = 16, nkv = 8, d = 128, bs = 256;
-  const int blocks = T / bs;
-  const int64_t cache = int64_t(blocks) * bs * nkv * d;
-  DeviceBuf<uint16_t> qkv(size_t(T) * (nh + 2 * nkv) * d), kc{size_t(cache)}, vc{size_t(cache)},
-      out(size_t(T) * nh * d);
-  fill_random(qkv.data(), size_t(T) * (nh + 2 * nkv) * d);
+  struct Case {
+    int n, ctx;
+  };
+  for (const Case& c : {Case{64, 4096}, Case{256, 1024}, Case{1, 4096}, Case{8, 2048}, Case{1, 512}}) {
+    const std::string label = std::to_string(c.n) + " seqs x " + std::to_string(c.ctx) + " ctx";
+    time_decode(stream, std::vector<int>(size_t(c.n), c.ctx), c.ctx, label.c_str());
+  }
+  // As in bench.py: 256 sequences of 100 to 2048 keys under a graph-sized bound of 4096.
+  std::vector<int> mixed(256);
+  std::uniform_int_distribution<int> len(100, 2048);
+  for (int& c : mixed) c = len(rng());
+  time_decode(stream, mixed, 4096, "256 seqs x 100-2048 ctx (bound 4096)");
+}
+
+// Prefill timing of n_seqs prompts of T tokens each (causal, whole prompts), blocks of bs
+// scattered over the pool. FLOPs count the visible (query, key) pairs: 4 d nh sum_rows keys.
+void time_prefill(int n_seqs, int T, int nh, int nkv, int d, int bs) {
+  Stream stream;
+  const int64_t tokens = int64_t(n_seqs) * T;
+  const int blocks_per_seq = (T + bs - 1) / bs;
+  const int64_t blocks = int64_t(n_seqs) * blocks_per_seq;
+  const int64_t cache = blocks * bs * nkv * d;
+  DeviceBuf<uint16_t> qkv(size_t(tokens) * (nh + 2 * nkv) * d), kc{size_t(cache)}, vc{size_t(cache)},
+      out(size_t(tokens) * nh * d);
+  fill_random(qkv.data(), size_t(tokens) * (nh + 2 * nkv) * d);
   fill_random(kc.data(), size_t(cache));
   fill_random(vc.data(), size_t(cache));
   std::vector<int32_t> ids(blocks);
   std::iota(ids.begin(), ids.end(), 0);
   std::shuffle(ids.begin(), ids.end(), rng());
-  DeviceBuf<int32_t> tables(ids.size()), lens(1), cu(2);
+  std::vector<int32_t> cu_h(n_seqs + 1);
+  for (int s = 0; s <= n_seqs; ++s) cu_h[s] = s * T;
+  DeviceBuf<int32_t> tables(ids.size()), lens(n_seqs), cu(n_seqs + 1);
   tables.upload(ids);
-  lens.upload({T});
-  cu.upload({0, T});
+  lens.upload(std::vector<int32_t>(n_seqs, T));
+  cu.upload(cu_h);
   const float scale = 1.f / std::sqrt(float(d));
   const double ms = median_ms(stream, 30, [&] {
-    gpu::paged_attention_prefill(qkv.data(), T, nh, nkv, d, scale, kc.data(), vc.data(), bs, blocks, 1,
-                                 cu.data(), lens.data(), tables.data(), blocks, out.data(), stream);
+    gpu::paged_attention_prefill(qkv.data(), tokens, nh, nkv, d, scale, kc.data(), vc.data(), bs, blocks,
+                                 n_seqs, cu.data(), lens.data(), tables.data(), blocks_per_seq, out.data(),
+                                 stream);
   });
   EXPECT_EQ(count_nonfinite(out), 0u);
-  const double flops = 4.0 * nh * d * (double(T) * (T + 1) / 2);  // causal: visible pairs
-  const double bytes = double(T) * (nh + 2 * nkv) * d * 2 + double(T) * nh * d * 2;
-  std::printf("[ CudaAttention ] timing prefill %d tokens causal, %d/%d heads, d=%d, bs=%d: %.3f ms, "
-              "%.1f TFLOP/s, %.0f GB/s\n", T, nh, nkv, d, bs, ms, flops / ms / 1e9, bytes / ms / 1e6);
+  const double flops = 4.0 * nh * d * n_seqs * (double(T) * (T + 1) / 2);  // causal: visible pairs
+  const double bytes = double(tokens) * (nh + 2 * nkv) * d * 2 + double(tokens) * nh * d * 2;
+  std::printf("[ CudaAttention ] timing prefill %d x %d tokens causal, %d/%d heads, d=%d, bs=%d: %.3f ms, "
+              "%.1f TFLOP/s, %.0f GB/s\n", n_seqs, T, nh, nkv, d, bs, ms, flops / ms / 1e9, bytes / ms / 1e6);
+}
+
+// Prefill: one 4096-token prompt and one of 1024, 16 query / 8 KV heads, and Qwen3-8B's shape
+// (8 prompts x 4096 tokens, 32 query / 8 KV heads); d = 128, blocks of 256.
+TEST(CudaAttentionPerf, PrefillTiming) {
+  REQUIRE_GPU();
+  if (sanitizing()) GTEST_SKIP() << "no timings under compute-sanitizer";
+  time_prefill(1, 4096, 16, 8, 128, 256);
+  time_prefill(1, 1024, 16, 8, 128, 256);
+  time_prefill(8, 4096, 32, 8, 128, 256);
 }
 
 // ---- Argument checks: on the host, before any CUDA call, so they run without a GPU ----
@@ -629,7 +745,11 @@ TEST(CudaAttentionArgs, RejectedBeforeAnyLaunch) {
   const size_t big = gpu::paged_attention_decode_workspace_bytes(256, 32, 8, 128, 32768);
   for (int n : {1, 7, 64, 255})
     EXPECT_LE(gpu::paged_attention_decode_workspace_bytes(n, 32, 8, 128, 32768), big) << n;
-  EXPECT_LT(big, size_t(64) << 20) << "the workspace stays small (bounded by the target grid)";
+  // At most 16 splits per query head when a sequence spans >= 8 CTAs of heads (here 8 KV heads).
+  EXPECT_LE(big, size_t(256) * 32 * 16 * (128 + 2) * sizeof(float)) << "the workspace stays bounded";
+  EXPECT_EQ(gpu::paged_attention_decode_workspace_bytes(8, 16, 8, 128, 1000),
+            gpu::paged_attention_decode_workspace_bytes(8, 16, 8, 128, 1024))
+      << "the split count grows in steps of 128 keys";
   EXPECT_THROW(gpu::paged_attention_decode_workspace_bytes(4, 16, 8, 80, 100), Error);
   // Nothing to do: no sequences, no tokens.
   EXPECT_NO_THROW(gpu::paged_attention_decode(nullptr, 16, 8, 128, 0.1f, nullptr, nullptr, 16, 0, 0,
@@ -647,6 +767,95 @@ TEST(CudaAttentionArgs, RejectedBeforeAnyLaunch) {
   EXPECT_THROW(prefill(10, 16, 8, 128, 16, 2, odd, ip), Error);  // alignment
   EXPECT_THROW(prefill(-1, 16, 8, 128, 16, 2, p, ip), Error);
   EXPECT_THROW(gpu::paged_attention_prefill(p, 10, 16, 8, 128, NAN, p, p, 16, 64, 2, ip, ip, ip, 8, p, nullptr), Error);
+}
+
+
+// ---- Prefill tile edges (appended; the d = 128 path runs 128 packed rows per CTA, 64 keys per
+// tile, three tiles in flight) ----
+
+// q_len around the 128-row tile for groups 1 and 8 (tile edges fall mid-row-group and mid-warp),
+// non-power-of-two and tiny block sizes, chunks over long cached prefixes, decode rows in the
+// same launch, a context shorter than one key tile and prefixes ending mid-tile.
+TEST(CudaAttentionPrefill, WideTileEdges) {
+  REQUIRE_GPU();
+  Stream stream;
+  Report report{"prefill tile edges"};
+  const bool small = sanitizing();
+  for (int group : {1, 2, 4, 8}) {
+    const int nkv = group == 8 ? 1 : 2;
+    std::vector<Seq> seqs = {{1, 1}, {127, 127}, {128, 128}, {129, 129}, {1, 65}, {63, 63 + 64},
+                             {17, 17 + 191}, {1, 3000}, {16, 16}, {15, 15}};
+    if (!small) {
+      seqs.push_back({257, 4097});  // a chunk over a long cached prefix
+      seqs.push_back({600, 600});
+      seqs.push_back({200, 200 + 2049});
+    }
+    std::shuffle(seqs.begin(), seqs.end(), rng());
+    for (int bs : {7, 64}) {
+      const Batch b = make_batch(nkv * group, nkv, 128, bs, seqs, group % 2 ? 3.f : 1.f);
+      report.add(check_prefill(stream, b));
+    }
+  }
+  // Block size 1 and 256, decode rows only, one long chunk at the end of a long prefix.
+  report.add(check_prefill(stream, make_batch(16, 8, 128, 1, {{1, 300}, {40, 240}, {1, 2}})));
+  report.add(check_prefill(stream, make_batch(32, 8, 128, 256, {{1, 700}, {1, 1}, {1, 129}, {1, 64}})));
+  if (!small) report.add(check_prefill(stream, make_batch(32, 8, 128, 256, {{1024, 6000}, {1, 5999}})));
+}
+
+// A prompt's output bits do not depend on the batch around it: the same sequence (same q, K, V)
+// alone, and after other sequences (its rows shifted in the packed row space of the launch).
+TEST(CudaAttentionPrefill, BatchInvariant) {
+  REQUIRE_GPU();
+  Stream stream;
+  Report report{"prefill batch invariance"};
+  const int nh = 16, nkv = 8, d = 128, bs = 16;
+  const Seq mine = sanitizing() ? Seq{45, 150} : Seq{300, 1100};
+  const Batch alone = make_batch(nh, nkv, d, bs, {mine});
+  const std::vector<Seq> others[] = {{{1, 50}, {3, 3}, mine}, {{77, 500}, mine, {1, 9}}};
+  std::vector<uint16_t> first;
+  {
+    const std::vector<float> ref = reference(alone);
+    DeviceBatch dv(alone);
+    run_prefill(dv, alone, stream);
+    stream.sync();
+    first = dv.out.download();
+    const Stats st = compare(first, ref, alone.T * nh, d);
+    EXPECT_CLOSE(st, alone.what());
+    report.add(st);
+  }
+  for (const std::vector<Seq>& seqs : others) {
+    Batch b = make_batch(nh, nkv, d, bs, seqs);
+    const int at = int(std::find_if(seqs.begin(), seqs.end(), [&](const Seq& q) { return q.q_len == mine.q_len; }) - seqs.begin());
+    // Copy the lone sequence's q rows and its keys into place.
+    const int64_t row = b.row(), kv_row = int64_t(nkv) * d;
+    for (int i = 0; i < mine.q_len; ++i)
+      for (int64_t e = 0; e < int64_t(nh) * d; ++e) {
+        b.qkv.bits[size_t((b.cu[at] + i) * row + e)] = alone.qkv.bits[size_t(i * row + e)];
+        b.qkv.f[size_t((b.cu[at] + i) * row + e)] = alone.qkv.f[size_t(i * row + e)];
+      }
+    for (int t = 0; t < mine.ctx; ++t) {
+      const int64_t src = (int64_t(alone.tables[t / bs]) * bs + t % bs) * kv_row;
+      const int64_t dst = (int64_t(b.tables[size_t(at) * b.max_blocks + t / bs]) * bs + t % bs) * kv_row;
+      for (int64_t e = 0; e < kv_row; ++e) {
+        b.kc.bits[size_t(dst + e)] = alone.kc.bits[size_t(src + e)];
+        b.kc.f[size_t(dst + e)] = alone.kc.f[size_t(src + e)];
+        b.vc.bits[size_t(dst + e)] = alone.vc.bits[size_t(src + e)];
+        b.vc.f[size_t(dst + e)] = alone.vc.f[size_t(src + e)];
+      }
+    }
+    const std::vector<float> ref = reference(b);
+    DeviceBatch dv(b);
+    run_prefill(dv, b, stream);
+    stream.sync();
+    const std::vector<uint16_t> out = dv.out.download();
+    const Stats st = compare(out, ref, b.T * nh, d);
+    EXPECT_CLOSE(st, b.what());
+    report.add(st);
+    size_t diff = 0;
+    const size_t n = size_t(mine.q_len) * nh * d, off = size_t(b.cu[at]) * nh * d;
+    for (size_t i = 0; i < n; ++i) diff += out[off + i] != first[i];
+    EXPECT_EQ(diff, 0u) << b.what() << ": output bits differ from the lone prefill";
+  }
 }
 
 }  // namespace

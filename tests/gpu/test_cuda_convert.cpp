@@ -8,15 +8,11 @@
 #include <vector>
 
 #include "runtime/cuda_device.h"
+#include "gpu_test_util.h"
 #include "runtime/dtype.h"
 
 namespace nanovllm {
 namespace {
-
-#define REQUIRE_GPU()                                                  \
-  do {                                                                 \
-    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";    \
-  } while (0)
 
 TEST(CudaDevice, ReportsTheCard) {
   REQUIRE_GPU();

@@ -2,6 +2,7 @@
 // logits against transformers, real-size models (when the device script made them) against
 // transformers' bf16 forward on the same GPU, and the engine's greedy output unchanged by CUDA
 // graphs and by prefix caching. Skipped where there is no GPU.
+#include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,21 +13,21 @@
 #include <random>
 #include <sstream>
 
+#include "../test_util.h"
 #include "engine/llm_engine.h"
 #include "engine/prompt_logits.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cuda/ops.h"
 #include "loader/safetensors.h"
 #include "models/model.h"
 #include "nanovllm/llm.h"
 #include "runtime/backend.h"
 #include "runtime/cuda_device.h"
 #include "runtime/dtype.h"
+#include "gpu_test_util.h"
 
 namespace nanovllm {
 namespace {
-
-#define REQUIRE_GPU() \
-  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device"
 
 const std::filesystem::path kFixtures = NANOVLLM_FIXTURES_DIR;
 
@@ -35,30 +36,9 @@ uint32_t test_seed() {
   return seed;
 }
 
-std::vector<int32_t> ints(const TensorView& v) {
-  std::vector<int32_t> out(static_cast<size_t>(v.numel()));
-  for (size_t k = 0; k < out.size(); ++k) {
-    int64_t x;
-    std::memcpy(&x, v.data + k * 8, 8);
-    out[k] = static_cast<int32_t>(x);
-  }
-  return out;
-}
-std::vector<float> floats(const TensorView& v) {
-  std::vector<float> out(static_cast<size_t>(v.numel()));
-  convert_to_f32(v.dtype, v.data, out.data(), out.size());
-  return out;
-}
-
-double rel_error(const float* ours, const float* ref, size_t n) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const double d = double(ours[i]) - ref[i];
-    num += d * d;
-    den += double(ref[i]) * ref[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
+using test::floats;
+using test::ints;
+using test::rel_error;
 
 // ---- cuBLASLt linear against the CPU's float32 product of the same bf16 values ----
 TEST(CudaGemm, LinearMatchesCpu) {
@@ -109,6 +89,61 @@ TEST(CudaGemm, LinearMatchesCpu) {
     EXPECT_LT(rel, 4e-3) << "M=" << M << " N=" << N << " K=" << K;
   }
   std::printf("[ CudaGemm ] linear max rel err %.3e\n", worst);
+}
+
+// ---- the small-batch kernel decode steps may pick over cuBLASLt ----
+TEST(CudaGemm, SmallBatchGemvMatchesCpu) {
+  REQUIRE_GPU();
+  auto gpu = make_cuda_backend(0);
+  std::mt19937 rng(test_seed() + 2);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  double worst = 0;
+  for (auto [N, K, bias] : std::vector<std::tuple<int, int, bool>>{
+           {1, 8, false}, {3, 8, true}, {77, 200, true}, {64, 64, false}, {1000, 1024, false}, {4096, 1024, true},
+           {1024, 3072, false}, {513, 4104, false}, {2048, 12288, false}}) {
+    for (int M = 1; M <= gpu::kGemvMaxRows; ++M) {
+      auto make = [&](int64_t n, float scale) {
+        std::vector<uint16_t> b(n);
+        std::vector<float> f(n);
+        for (int64_t i = 0; i < n; ++i) {
+          b[i] = f32_to_bf16(nd(rng) * scale);
+          f[i] = bf16_to_f32(b[i]);
+        }
+        return std::make_pair(b, f);
+      };
+      auto [xb, xf] = make(int64_t{M} * K, 1.f);
+      auto [wb, wf] = make(int64_t{N} * K, 1.f / std::sqrt(float(K)));
+      auto [bb, bf] = make(N, 1.f);
+      Tensor x = gpu->empty({M, K}, DType::BF16), w = gpu->empty({N, K}, DType::BF16);
+      Tensor b = gpu->empty({N}, DType::BF16), out = gpu->empty({M, N}, DType::BF16);
+      gpu->copy_from_host(x, xb.data(), xb.size() * 2);
+      gpu->copy_from_host(w, wb.data(), wb.size() * 2);
+      gpu->copy_from_host(b, bb.data(), bb.size() * 2);
+      std::vector<uint16_t> poison(size_t(M) * N, 0x7fc1);
+      gpu->copy_from_host(out, poison.data(), poison.size() * 2);
+      ASSERT_TRUE(gpu::gemv_supported(M, N, K, x.data(), w.data(), b.data(), out.data()));
+      gpu::gemv(x.data(), w.data(), bias ? b.data() : nullptr, out.data(), M, N, K, nullptr);
+      std::vector<uint16_t> got(size_t(M) * N);
+      gpu->synchronize();
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      gpu->copy_to_host(got.data(), out, got.size() * 2);
+      std::vector<float> ref(size_t(M) * N), gotf(got.size());
+      cpu::linear(xf.data(), wf.data(), bias ? bf.data() : nullptr, ref.data(), M, N, K);
+      size_t bad = 0;
+      for (size_t i = 0; i < got.size(); ++i) {
+        gotf[i] = bf16_to_f32(got[i]);
+        if (!(std::fabs(gotf[i] - ref[i]) <= std::fabs(ref[i]) * (1.f / 128) + 1e-3f * std::sqrt(float(K)) / 8))
+          ++bad;
+      }
+      const double rel = rel_error(gotf.data(), ref.data(), ref.size());
+      worst = std::max(worst, rel);
+      EXPECT_EQ(bad, 0u) << "M=" << M << " N=" << N << " K=" << K << " bias=" << bias;
+      EXPECT_LT(rel, 4e-3) << "M=" << M << " N=" << N << " K=" << K;
+    }
+  }
+  EXPECT_FALSE(gpu::gemv_supported(9, 64, 64, nullptr, nullptr, nullptr, nullptr));
+  EXPECT_FALSE(gpu::gemv_supported(1, 64, 12, nullptr, nullptr, nullptr, nullptr));
+  std::printf("[ CudaGemm ] small-batch gemv max rel err %.3e\n", worst);
 }
 
 // ---- a row's bits must not depend on how many rows share the product ----

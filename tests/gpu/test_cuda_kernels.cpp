@@ -26,16 +26,12 @@
 #include "kernels/cuda/ops.h"
 #include "runtime/cuda_check.h"
 #include "runtime/cuda_device.h"
+#include "gpu_test_util.h"
 #include "runtime/dtype.h"
 #include "runtime/error.h"
 
 namespace nanovllm {
 namespace {
-
-#define REQUIRE_GPU()                                               \
-  do {                                                              \
-    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device"; \
-  } while (0)
 
 constexpr uint16_t kPoison = 0xFFFF;  // bf16 NaN
 

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <random>
 
+#include "../test_util.h"
 #include "engine/llm_engine.h"
 #include "loader/safetensors.h"
 #include "nanovllm/llm.h"
@@ -20,15 +21,7 @@ using ::testing::HasSubstr;
 const std::filesystem::path kFixtures = NANOVLLM_FIXTURES_DIR;
 const std::string kTiny = (kFixtures / "models" / "qwen3-tied-f32-g2-d64").string();
 
-std::vector<int32_t> ints(const TensorView& v) {
-  std::vector<int32_t> out(static_cast<size_t>(v.numel()));
-  for (size_t k = 0; k < out.size(); ++k) {
-    int64_t x;
-    std::memcpy(&x, v.data + k * 8, 8);
-    out[k] = static_cast<int32_t>(x);
-  }
-  return out;
-}
+using test::ints;
 
 SamplingParams greedy(int max_tokens) {
   SamplingParams p;

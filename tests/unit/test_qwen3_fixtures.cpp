@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "../test_util.h"
 #include "engine/prompt_logits.h"
 #include "loader/safetensors.h"
 #include "models/model.h"
@@ -26,11 +27,8 @@ struct Reference {
   std::vector<std::vector<float>> logits, logits_f32;
 };
 
-std::vector<float> floats(const TensorView& v) {
-  std::vector<float> out(static_cast<size_t>(v.numel()));
-  convert_to_f32(v.dtype, v.data, out.data(), out.size());
-  return out;
-}
+using test::floats;
+using test::ints;
 
 Reference load_reference(const std::string& name) {
   const TensorMap t = load_safetensors_file(kFixtures / "reference" / (name + ".safetensors"));
@@ -38,12 +36,7 @@ Reference load_reference(const std::string& name) {
   for (int i = 0; t.count("prompt." + std::to_string(i)); ++i) {
     const TensorView& p = t.at("prompt." + std::to_string(i));
     EXPECT_EQ(p.dtype, DType::I64);
-    std::vector<int32_t> ids(static_cast<size_t>(p.numel()));
-    for (size_t k = 0; k < ids.size(); ++k) {
-      int64_t x;
-      std::memcpy(&x, p.data + k * 8, 8);
-      ids[k] = static_cast<int32_t>(x);
-    }
+    const std::vector<int32_t> ids = ints(p);
     r.prompts.push_back(ids);
     r.logits.push_back(floats(t.at("logits." + std::to_string(i))));
     r.logits_f32.push_back(floats(t.at("logits_f32." + std::to_string(i))));
@@ -51,15 +44,7 @@ Reference load_reference(const std::string& name) {
   return r;
 }
 
-double rel_error(const std::vector<float>& ours, const std::vector<float>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double d = static_cast<double>(ours[i]) - ref[i];
-    num += d * d;
-    den += static_cast<double>(ref[i]) * ref[i];
-  }
-  return std::sqrt(num / den);
-}
+using test::rel_error;
 
 int argmax_mismatches(const std::vector<float>& ours, const std::vector<float>& ref, int64_t V) {
   int bad = 0;

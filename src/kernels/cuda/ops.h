@@ -73,9 +73,11 @@ void store_kv(const void* qkv, int64_t T, int nh, int nkv, int d, void* k_cache,
 // on `stream` only: no allocation, no synchronisation, so a CUDA graph can capture them.
 
 // Decode steps (one query row per sequence, T == num_seqs: row s belongs to sequence s), as
-// flash-decoding: the key range of each sequence is split across CTAs, then combined.
-// max_context_len bounds every context_lens[s] (or is the capacity a captured graph will see);
-// with the other sizes it fixes the grid and the workspace. workspace (float32 partials, 16-byte
+// flash-decoding: the key range of each sequence is split across CTAs, then combined. The split
+// depends on the sequence's own context length only, so its output bits do not depend on the
+// batch it is in. max_context_len bounds every context_lens[s] (or is the capacity a captured
+// graph will see; keys past it are ignored); with the other sizes it fixes the grid and the
+// workspace. workspace (float32 partials, 16-byte
 // aligned) must hold paged_attention_decode_workspace_bytes(max_num_seqs, nh, nkv, d,
 // max_context_len) for some max_num_seqs >= num_seqs; it may be null when that is 0.
 size_t paged_attention_decode_workspace_bytes(int max_num_seqs, int nh, int nkv, int d,
@@ -95,5 +97,14 @@ void paged_attention_prefill(const void* qkv, int64_t T, int nh, int nkv, int d,
                              int64_t num_blocks, int num_seqs, const int32_t* cu_seqlens_q,
                              const int32_t* context_lens, const int32_t* block_tables,
                              int max_blocks_per_seq, void* out, cudaStream_t stream);
+
+// Small-batch product for decode steps: out (M, N) = x (M, K) w (N, K)^T [+ bias (N,)], bf16,
+// float32 sums. For M <= kGemvMaxRows, K a multiple of 8, x and w 16-byte aligned
+// (gemv_supported); otherwise an Error. out rows are contiguous (stride N).
+constexpr int kGemvMaxRows = 8;
+bool gemv_supported(int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias,
+                    const void* out);
+void gemv(const void* x, const void* w, const void* bias, void* out, int64_t M, int64_t N, int64_t K,
+          cudaStream_t stream);
 
 }  // namespace nanovllm::gpu

@@ -9,25 +9,41 @@
 //   bf16; context_lens (num_seqs,) int32; block_tables (num_seqs, max_blocks) int32;
 //   out (num_seqs, nh d) bf16. Scores, softmax and sums in float32; out rounded once.
 //   A sequence with n_s == 0 gets a zero row. A block id outside [0, num_blocks) masks its keys
-//   (as the CPU reference does); n_s is clamped to max_blocks * bs, so nothing past the table
-//   is read.
+//   (as the CPU reference does); n_s is clamped to max_blocks * bs and to max_context_len, so
+//   nothing past the table or the grid is read.
 //
-// Work split (flash-decoding). Pass 1: one CTA per (split, kv head, up to 8 of its query heads,
-// sequence). The CTA reads each K/V row of its key range once for all its query heads
-// (grouped-query aware), keeps a running max m and sum l per head (online softmax over tiles of
-// TK keys) and writes either the finished row (one split) or (o = acc / l, m, l) to the
-// workspace. Pass 2, only when there are several splits: out = sum_i w_i o_i / sum_i w_i with
-// w_i = l_i 2^(m_i - max m). The number of splits S is fixed on the host from (num_seqs,
-// nkv, max_context_len) so the grid is the same for every replay of a captured graph; each
-// sequence cuts its own n_s into at most S ranges of a multiple of 128 keys, so short
-// sequences use few splits and a long one fills the grid. Scores are kept in base 2 (q is
-// pre-multiplied by scale log2 e) so every exponential is one exp2.
+// Work split, batch invariant. A sequence of n keys is cut into splits of len(n) keys, len(n)
+// = 128 ceil(ceil(n / 128) / M): 128-key splits up to M of them, longer ones past M 128 keys.
+// M is a function of the model's shape only (16, or more when a sequence has fewer than 8
+// CTAs of heads, so a lone long sequence still covers ~128 SMs). The cut, the order of every
+// sum and the path taken (one split: pass 1 writes the row; several: through the workspace)
+// therefore depend on the sequence's own n, never on the batch or on max_context_len: a
+// sequence's output bits are the same alone or in any batch. The grid (splits_max, kv heads x
+// head chunks, num_seqs) is sized from max_context_len (splits_max = min(M, ceil(max / 128)) is
+// the most splits any n <= max can have), so a captured graph replays with any contexts; CTAs
+// past their sequence's splits exit at once.
+//   Pass 1: one CTA per (split, kv head, up to G = 8 of its query heads, sequence) reads each
+// K/V row of its split once for all its query heads (grouped-query aware) and writes the
+// finished row (one split) or (o = acc / l, m, l) to the workspace. Pass 2, for sequences with
+// several splits: out = sum_i w_i o_i / sum_i w_i with w_i = l_i 2^(m_i - max m), in split
+// order. Scores are kept in base 2 (q is pre-multiplied by scale log2 e): one exp2 each.
 //
-// Inside a CTA (128 threads, 4 warps) a K/V row of d bf16 is L = d / 8 lanes x 16 bytes; a warp
-// covers 32 / L rows per load and each lane keeps U = 8 K and 8 V loads in flight per tile.
-// The G per-head dot products of a lane are summed over its L lanes by a halving exchange
-// (G - 1 + log2(L / G) shuffles instead of G log2 L). Bytes: each K/V element once per KV head
-// group, 4 n d nkv per sequence, plus q, out and the workspace (S (d + 2) floats per head).
+// Inside a CTA (128 threads, 4 warps) no barrier runs until the end. Warp w owns the warp tiles
+// w, w + 4, w + 8, ... of the split (a warp tile is KW = 1024 / d keys: 4 KB of K and V) and
+// streams them through its own 4-stage cp.async ring in shared memory (16 KB per warp, 64 KB
+// per CTA, so up to 64 KB of K/V in flight per CTA and 3 CTAs = 192 KB per SM; Little's law
+// asks ~25 KB per SM at 4.2 TB/s). Only __syncwarp orders a stage's arrival and its reuse. A
+// K/V row of d bf16 is L = d / 8 lanes x 16 bytes; a warp covers 32 / L rows per 512-byte
+// shared load, conflict free. Each warp keeps its own online softmax: the G per-head dot
+// products of a lane are summed over its L lanes by a halving exchange (G - 1 + log2(L / G)
+// shuffles), the tile max is one exchange between the rows, and each lane fetches the other
+// heads' probabilities by shuffle for its P V update: no shared-memory round trip for scores.
+// At the end the 4 warps' (acc, m, l) meet in shared memory (one __syncthreads) in fixed order.
+// K/V loads carry an L2 evict-first hint: they are read once, and the partials written for
+// pass 2 then tend to stay in L2.
+//   Bytes: each K/V element once per KV head group, 4 n d nkv per sequence, plus q, out and,
+// with several splits, (d + 2) floats per split and query head written and read back (~3% at
+// 128-key splits, d = 128, 2 heads per KV head).
 #include <cmath>
 
 #include "kernels/cuda/bf16_vec.cuh"
@@ -41,11 +57,17 @@ using detail::bf16;
 
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
-constexpr int kLoadsInFlight = 8;   // U: K (and V) rows each lane loads per tile
-constexpr int kTargetCtas = 1024;   // about two waves of pass 1 on an H100/H200
-constexpr int kSplitAlign = 128;    // a split covers a multiple of this many keys (>= one tile)
-constexpr int kMaxSplits = 128;
-constexpr int kMaxHeadsPerCta = 8;  // G: query heads sharing a CTA's K/V reads
+constexpr int kStages = 4;                 // cp.async ring depth per warp (a power of two)
+constexpr int kStageBytes = 4096;          // K and V bytes of one warp tile
+constexpr int kSmemBytes = kWarps * kStages * kStageBytes;  // 64 KB per CTA
+constexpr int kCtasPerSm = 3;              // what 64 KB of shared memory per CTA allows
+// ... asking <= 168 registers; 8 heads per CTA need more (q and acc alone are 128), so 2.
+constexpr int min_ctas_per_sm(int G) { return G >= 8 ? 2 : kCtasPerSm; }
+constexpr int kSplitUnit = 128;            // splits cover multiples of this many keys
+constexpr int kBaseMaxSplits = 16;         // M for models with >= 8 CTAs of heads per sequence
+constexpr int kLoneSeqCtas = 128;          // ... and otherwise enough splits for this many CTAs
+constexpr int kMaxSplitsCap = 128;
+constexpr int kMaxHeadsPerCta = 8;         // G: query heads sharing a CTA's K/V reads
 
 struct DecodeParams {
   const bf16* qkv;             // (num_seqs, (nh + 2 nkv) d)
@@ -54,44 +76,89 @@ struct DecodeParams {
   const int32_t* context_lens; // (num_seqs,)
   const int32_t* block_tables; // (num_seqs, max_blocks)
   bf16* out;                   // (num_seqs, nh d)
-  float* ws_o;                 // (num_seqs, nh, S, d)   only when S > 1
-  float* ws_ml;                // (num_seqs, nh, S, 2)   only when S > 1
+  float* ws_o;                 // (num_seqs, nh, grid_splits, d)   only when grid_splits > 1
+  float* ws_ml;                // (num_seqs, nh, grid_splits, 2)   only when grid_splits > 1
   int64_t qkv_stride;          // (nh + 2 nkv) d
   int64_t num_blocks;
   int nh, nkv, group, head_chunks;
   int block_size, block_shift;  // block_shift = log2(bs) when bs is a power of two, else -1
-  int max_blocks, num_splits;
+  int max_blocks;
+  int max_context_len;
+  int max_splits;               // M: the most splits of one sequence (shape only)
+  int grid_splits;              // min(M, ceil(max_context_len / 128)): grid x, workspace slots
   float scale_log2;             // scale * log2(e)
 };
 
+// ---- The work split: a function of (n, M) only, shared by host and device ----
+
+__host__ __device__ __forceinline__ int split_len(int n, int max_splits) {
+  const int units = (n + kSplitUnit - 1) / kSplitUnit;
+  return kSplitUnit * ((units + max_splits - 1) / max_splits);
+}
+__host__ __device__ __forceinline__ int split_count(int n, int max_splits) {
+  return n > 0 ? (n + split_len(n, max_splits) - 1) / split_len(n, max_splits) : 1;
+}
+// The most splits any context of at most max_context_len keys has: split_count(n) is n's
+// 128-key unit count while that is <= M, and at most M after.
+int grid_splits(int max_context_len, int max_splits) {
+  const int64_t units = (int64_t{max_context_len} + kSplitUnit - 1) / kSplitUnit;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(units, max_splits)));
+}
+int heads_per_cta(int group) {
+  int g = 1;
+  while (g < group && g < kMaxHeadsPerCta) g *= 2;
+  return g;
+}
+int max_splits_for(int nkv, int group) {
+  const int g = heads_per_cta(group);
+  const int64_t ctas = int64_t{nkv} * ((group + g - 1) / g);
+  const int64_t m = (kLoneSeqCtas + ctas - 1) / ctas;
+  return static_cast<int>(std::min<int64_t>(kMaxSplitsCap, std::max<int64_t>(kBaseMaxSplits, m)));
+}
+
 __device__ __forceinline__ int context_of(const DecodeParams& p, int s) {
-  const int64_t n = p.context_lens[s];
-  const int64_t cap = int64_t{p.max_blocks} * p.block_size;
+  const int64_t n = __ldg(p.context_lens + s);
+  int64_t cap = int64_t{p.max_blocks} * p.block_size;
+  cap = cap < p.max_context_len ? cap : p.max_context_len;
   return static_cast<int>(n < 0 ? 0 : (n > cap ? cap : n));
 }
 
-// Keys per split for a sequence of n keys cut into at most S pieces.
-__device__ __forceinline__ int split_len(int n, int S) {
-  int len = (n + S - 1) / S;
-  len = len < kSplitAlign ? kSplitAlign : len;
-  return (len + kSplitAlign - 1) / kSplitAlign * kSplitAlign;
-}
-__device__ __forceinline__ int active_splits(int n, int len) { return n > 0 ? (n + len - 1) / len : 1; }
+// ---- cp.async helpers (sm_80+) ----
 
+__device__ __forceinline__ uint64_t evict_first_policy() {
+  uint64_t policy;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
+  return policy;
+}
+// 16 bytes global -> shared, bypassing L1; src_bytes 0 writes zeros and reads nothing.
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, int src_bytes, uint64_t policy) {
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(dst), "l"(src),
+               "r"(src_bytes), "l"(policy)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// 8 bf16 (one 16-byte load, element 0 in the low half of u.x) to float: a bf16 is the high
+// half of its float, so each is one shift or mask. Working on the words (not through a
+// bfloat162 view of u) keeps the shared-memory load a single 128-bit one.
 __device__ __forceinline__ void bf16x8_to_float(const uint4& u, float (&f)[8]) {
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const float2 t = __bfloat1622float2(h[i]);
-    f[2 * i] = t.x;
-    f[2 * i + 1] = t.y;
+    f[2 * i] = __uint_as_float(w[i] << 16);
+    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
   }
 }
 
 // v[h] holds this lane's part of head h's dot product; the L lanes of an aligned group (c =
-// lane % L) hold the parts of the same key. Returns the full dot product of head c / (L / G).
-// Each halving step keeps half the heads (the upper half on lanes whose bit o is set) and
-// adds the partner's copy of them; the last log2(L / G) steps are a plain sum.
+// lane % L) hold the parts of the same key. Returns the full dot product of head c / (L / G),
+// bitwise the same on all L / G lanes that hold that head. Each halving step keeps half the
+// heads (the upper half on lanes whose bit o is set) and adds the partner's copy of them; the
+// last log2(L / G) steps are a plain butterfly sum.
 template <int G, int L>
 __device__ __forceinline__ float reduce_heads(float (&v)[G], int c) {
 #pragma unroll
@@ -110,33 +177,156 @@ __device__ __forceinline__ float reduce_heads(float (&v)[G], int c) {
   return r;
 }
 
+// The shapes of one instantiation. A lane (sub, c) = (lane / L, lane % L) handles columns
+// c * 8 .. c * 8 + 7 of key row u * KPW + sub of a warp tile, for u < U, both when it queues
+// the copies and when it computes.
 template <int D, int G>
-__global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodeParams p) {
-  constexpr int L = D / 8;                   // lanes per K/V row
-  constexpr int KPW = 32 / L;                // rows per warp load
-  constexpr int U = kLoadsInFlight;
-  constexpr int TK = kWarps * KPW * U;       // keys per tile: 128, 64, 32 for d = 64, 128, 256
-  constexpr int HPL = L / G;                 // lanes that end up with the same head's score
-  static_assert(G <= L && TK % 32 == 0 && kSplitAlign % TK == 0, "tile shape");
+struct Shape {
+  static constexpr int L = D / 8;                      // lanes per K/V row
+  static constexpr int KPW = 32 / L;                   // rows per warp instruction
+  static constexpr int KW = kStageBytes / (4 * D);     // keys per warp tile: 16, 8, 4
+  static constexpr int U = KW / KPW;                   // rows per lane per tile: 4
+  static constexpr int HPL = L / G;                    // lanes holding the same head's score
+  static constexpr int kHalf = KW * D * 2;             // bytes of the K (or V) half of a stage
+  static_assert(G <= L && U * KPW == KW && U <= 8 && kHalf * 2 == kStageBytes, "tile shape");
+  static_assert(G * D * 4 + 2 * G * 4 <= kStages * kStageBytes, "merge area fits a warp's ring");
+};
 
-  __shared__ float s_p[G][TK];               // scores, then probabilities, of the tile
-  __shared__ float s_alpha[G];               // this tile's rescale of the running sums
-  __shared__ float s_ml[G][2];               // final (m, l) per head
-  __shared__ __align__(16) float s_red[kWarps][G][D];
+// Queues the copies of the warp tile starting at key0 into the stage at shared address `stage`
+// and returns the validity of this lane's U keys (bit u): inside the split and in a valid block.
+// Invalid keys read nothing and land as zeros, so p = 0 never meets a NaN.
+template <int D, int G>
+__device__ __forceinline__ uint32_t issue_tile(const DecodeParams& p, const int32_t* table, int64_t col,
+                                               int key0, int k_end, uint32_t stage, int lane, int sub,
+                                               uint64_t policy) {
+  using S = Shape<D, G>;
+  const int64_t kv_row = int64_t{p.nkv} * D;
+  uint32_t valid = 0;
+#pragma unroll
+  for (int u = 0; u < S::U; ++u) {
+    const int key = key0 + u * S::KPW + sub;
+    bool ok = key < k_end;
+    int64_t off = 0;
+    if (ok) {
+      const int bi = p.block_shift >= 0 ? key >> p.block_shift : key / p.block_size;
+      const int32_t blk = __ldg(table + bi);
+      ok = blk >= 0 && blk < p.num_blocks;
+      off = (int64_t{blk} * p.block_size + (key - bi * p.block_size)) * kv_row + col;
+    }
+    const uint32_t dst = stage + u * 512 + lane * 16;
+    cp_async16(dst, ok ? p.k_cache + off : p.k_cache, ok ? 16 : 0, policy);
+    cp_async16(dst + S::kHalf, ok ? p.v_cache + off : p.v_cache, ok ? 16 : 0, policy);
+    valid |= uint32_t{ok} << u;
+  }
+  return valid;
+}
+
+// A warp's running state: acc over this lane's rows (sub) for every head of the CTA; m_run for
+// head c / HPL (the same on every lane of that head); l_run likewise, over this lane's rows.
+template <int G>
+struct WarpState {
+  float acc[G][8];
+  float m_run, l_run;
+};
+
+// One warp tile already in shared memory at `stage` (generic pointer): scores, the online
+// softmax update and acc += p V.
+template <int D, int G>
+__device__ __forceinline__ void compute_tile(const char* stage, uint32_t valid, const float (&q)[G][8],
+                                             WarpState<G>& st, int lane, int sub, int c) {
+  using S = Shape<D, G>;
+  float x[S::U];
+#pragma unroll
+  for (int u = 0; u < S::U; ++u) {
+    float k[8];
+    bf16x8_to_float(*reinterpret_cast<const uint4*>(stage + u * 512 + lane * 16), k);
+    float dot[G];
+#pragma unroll
+    for (int h = 0; h < G; ++h) {
+      float s = 0.f;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) s = fmaf(q[h][e], k[e], s);
+      dot[h] = s;
+    }
+    const float score = reduce_heads<G, S::L>(dot, c);
+    x[u] = (valid >> u) & 1u ? score : -INFINITY;
+  }
+  // Tile max of this lane's head over the warp's rows (lanes that differ in their sub bits).
+  float mx = x[0];
+#pragma unroll
+  for (int u = 1; u < S::U; ++u) mx = fmaxf(mx, x[u]);
+#pragma unroll
+  for (int o = S::L; o < 32; o *= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  const float m_new = fmaxf(st.m_run, mx);
+  const float m_use = m_new == -INFINITY ? 0.f : m_new;  // all masked so far: p = 0, no NaN
+  const float alpha = exp2f(st.m_run - m_use);
+  st.m_run = m_new;
+  float sum = 0.f;
+#pragma unroll
+  for (int u = 0; u < S::U; ++u) {
+    x[u] = exp2f(x[u] - m_use);
+    sum += x[u];
+  }
+  st.l_run = st.l_run * alpha + sum;
+#pragma unroll
+  for (int h = 0; h < G; ++h) {
+    const float a = __shfl_sync(0xffffffffu, alpha, h * S::HPL);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) st.acc[h][e] *= a;
+  }
+#pragma unroll
+  for (int u = 0; u < S::U; ++u) {
+    float v[8];
+    bf16x8_to_float(*reinterpret_cast<const uint4*>(stage + S::kHalf + u * 512 + lane * 16), v);
+#pragma unroll
+    for (int h = 0; h < G; ++h) {
+      const float pr = __shfl_sync(0xffffffffu, x[u], sub * S::L + h * S::HPL);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) st.acc[h][e] = fmaf(pr, v[e], st.acc[h][e]);
+    }
+  }
+}
+
+template <int D, int G>
+__global__ void __launch_bounds__(kThreads, min_ctas_per_sm(G)) decode_split_kernel(const DecodeParams p) {
+  using S = Shape<D, G>;
+  extern __shared__ __align__(16) char smem[];
 
   const int seq = blockIdx.z;
   const int kvh = blockIdx.y / p.head_chunks;
   const int h0 = (blockIdx.y % p.head_chunks) * G;
   const int nheads = min(G, p.group - h0);
   const int n = context_of(p, seq);
-  const int len = split_len(n, p.num_splits);
+  const int len = split_len(n, p.max_splits);
+  const int splits = split_count(n, p.max_splits);
   const int split = blockIdx.x;
-  if (split >= active_splits(n, len)) return;  // whole CTA: uniform
+  if (split >= splits) return;  // whole CTA: uniform
   const int k_begin = split * len;
   const int k_end = min(n, k_begin + len);
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int sub = lane / L, c = lane % L;
+  const int sub = lane / S::L, c = lane % S::L;
+  const int32_t* table = p.block_tables + int64_t{seq} * p.max_blocks;
+  const int64_t col = int64_t{kvh} * D + c * 8;
+  const uint64_t policy = evict_first_policy();
+
+  // This warp's tiles: keys k_begin + (j kWarps + warp) KW .. + KW, j < nt.
+  const int first = k_begin + warp * S::KW;
+  const int nt = first < k_end ? (k_end - first + kWarps * S::KW - 1) / (kWarps * S::KW) : 0;
+  char* ring = smem + warp * kStages * kStageBytes;
+  const uint32_t ring_s = static_cast<uint32_t>(__cvta_generic_to_shared(ring));
+  auto tile_key = [&](int j) { return first + j * kWarps * S::KW; };
+
+  // Fill the ring first: the copies fly while q is loaded. One commit per stage, empty or not,
+  // keeps the group count uniform so wait_group<kStages - 1> always means "tile j is in".
+  uint32_t vmask = 0;  // bits s U .. s U + U - 1: validity of the tile in stage s
+#pragma unroll
+  for (int s = 0; s < kStages; ++s) {
+    if (s < nt)
+      vmask |= issue_tile<D, G>(p, table, col, tile_key(s), k_end, ring_s + s * kStageBytes, lane, sub, policy)
+               << (s * S::U);
+    cp_async_commit();
+  }
 
   // This lane's 8 columns of each query head, in base-2 score units.
   float q[G][8];
@@ -153,160 +343,98 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
     }
   }
 
-  float acc[G][8];
+  WarpState<G> st;
 #pragma unroll
   for (int h = 0; h < G; ++h)
 #pragma unroll
-    for (int e = 0; e < 8; ++e) acc[h][e] = 0.f;
-  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};  // heads warp, warp + 4
+    for (int e = 0; e < 8; ++e) st.acc[h][e] = 0.f;
+  st.m_run = -INFINITY;
+  st.l_run = 0.f;
 
-  const int32_t* table = p.block_tables + int64_t{seq} * p.max_blocks;
-  const int64_t kv_row = int64_t{p.nkv} * D;
-  const int64_t col = int64_t{kvh} * D + c * 8;
-
-  for (int kt = k_begin; kt < k_end; kt += TK) {
-    // Issue all of this tile's K and V loads before using any.
-    uint4 kp[U], vp[U];
-    bool valid[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int key = kt + (warp * U + u) * KPW + sub;
-      valid[u] = key < k_end;
-      int64_t off = 0;
-      if (valid[u]) {
-        const int bi = p.block_shift >= 0 ? key >> p.block_shift : key / p.block_size;
-        const int32_t blk = table[bi];
-        valid[u] = blk >= 0 && blk < p.num_blocks;
-        off = (int64_t{blk} * p.block_size + (key - bi * p.block_size)) * kv_row + col;
-      }
-      if (valid[u]) {
-        kp[u] = __ldg(reinterpret_cast<const uint4*>(p.k_cache + off));
-        vp[u] = __ldg(reinterpret_cast<const uint4*>(p.v_cache + off));
-      } else {
-        kp[u] = make_uint4(0, 0, 0, 0);  // zeros: p = 0 must not meet a NaN
-        vp[u] = make_uint4(0, 0, 0, 0);
-      }
+  constexpr uint32_t kTileBits = (1u << S::U) - 1;
+  for (int j = 0; j < nt; ++j) {
+    const int s = j & (kStages - 1);
+    cp_async_wait<kStages - 1>();  // this lane's copies of tile j are in
+    __syncwarp();                  // ... and every lane's are visible to the warp
+    compute_tile<D, G>(ring + s * kStageBytes, (vmask >> (s * S::U)) & kTileBits, q, st, lane, sub, c);
+    __syncwarp();  // every lane has read stage s before it is refilled
+    if (j + kStages < nt) {
+      const uint32_t v = issue_tile<D, G>(p, table, col, tile_key(j + kStages), k_end, ring_s + s * kStageBytes,
+                                          lane, sub, policy);
+      vmask = (vmask & ~(kTileBits << (s * S::U))) | (v << (s * S::U));
     }
-    // Scores.
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      float k[8];
-      bf16x8_to_float(kp[u], k);
-      float dot[G];
-#pragma unroll
-      for (int h = 0; h < G; ++h) {
-        float s = 0.f;
-#pragma unroll
-        for (int e = 0; e < 8; ++e) s = fmaf(q[h][e], k[e], s);
-        dot[h] = s;
-      }
-      const float score = reduce_heads<G, L>(dot, c);
-      if (c % HPL == 0) s_p[c / HPL][(warp * U + u) * KPW + sub] = valid[u] ? score : -INFINITY;
-    }
-    __syncthreads();
-    // Online softmax over the tile: warp w owns heads w and w + 4.
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int h = warp + r * kWarps;
-      if (h < G) {
-        constexpr int PER = TK / 32;
-        float x[PER], mx = -INFINITY;
-#pragma unroll
-        for (int i = 0; i < PER; ++i) {
-          x[i] = s_p[h][lane + 32 * i];
-          mx = fmaxf(mx, x[i]);
-        }
-#pragma unroll
-        for (int o = 16; o >= 1; o /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-        const float m_new = fmaxf(m_run[r], mx);
-        const float m_use = m_new == -INFINITY ? 0.f : m_new;  // all masked so far: p = 0, no NaN
-        const float alpha = exp2f(m_run[r] - m_use);
-        float sum = 0.f;
-#pragma unroll
-        for (int i = 0; i < PER; ++i) {
-          const float e = exp2f(x[i] - m_use);
-          s_p[h][lane + 32 * i] = e;
-          sum += e;
-        }
-#pragma unroll
-        for (int o = 16; o >= 1; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-        l_run[r] = l_run[r] * alpha + sum;
-        m_run[r] = m_new;
-        if (lane == 0) s_alpha[h] = alpha;
-      }
-    }
-    __syncthreads();
-    // acc = alpha acc + sum over this lane's keys of p v.
-#pragma unroll
-    for (int h = 0; h < G; ++h) {
-      const float a = s_alpha[h];
-#pragma unroll
-      for (int e = 0; e < 8; ++e) acc[h][e] *= a;
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      float v[8];
-      bf16x8_to_float(vp[u], v);
-      const int kl = (warp * U + u) * KPW + sub;
-#pragma unroll
-      for (int h = 0; h < G; ++h) {
-        const float pr = s_p[h][kl];
-#pragma unroll
-        for (int e = 0; e < 8; ++e) acc[h][e] = fmaf(pr, v[e], acc[h][e]);
-      }
-    }
-    __syncthreads();  // s_p and s_alpha are rewritten by the next tile
+    cp_async_commit();
   }
+  cp_async_wait<0>();  // only empty groups can be left; the ring is reused below
 
-  // Sum acc over the lane groups of a warp, then over the warps through shared memory.
+  // Sum acc and l over the warp's rows, then hand (acc, m, l) to the CTA through this warp's
+  // own ring: acc at [h][D] floats, then (m, l) per head.
 #pragma unroll
-  for (int o = L; o < 32; o *= 2)
+  for (int o = S::L; o < 32; o *= 2) {
 #pragma unroll
     for (int h = 0; h < G; ++h)
 #pragma unroll
-      for (int e = 0; e < 8; ++e) acc[h][e] += __shfl_xor_sync(0xffffffffu, acc[h][e], o);
+      for (int e = 0; e < 8; ++e) st.acc[h][e] += __shfl_xor_sync(0xffffffffu, st.acc[h][e], o);
+    st.l_run += __shfl_xor_sync(0xffffffffu, st.l_run, o);
+  }
+  __syncwarp();
+  float* red = reinterpret_cast<float*>(ring);
   if (sub == 0) {
 #pragma unroll
     for (int h = 0; h < G; ++h) {
-      float4* dst = reinterpret_cast<float4*>(&s_red[warp][h][c * 8]);
-      dst[0] = make_float4(acc[h][0], acc[h][1], acc[h][2], acc[h][3]);
-      dst[1] = make_float4(acc[h][4], acc[h][5], acc[h][6], acc[h][7]);
+      float4* dst = reinterpret_cast<float4*>(red + h * D + c * 8);
+      dst[0] = make_float4(st.acc[h][0], st.acc[h][1], st.acc[h][2], st.acc[h][3]);
+      dst[1] = make_float4(st.acc[h][4], st.acc[h][5], st.acc[h][6], st.acc[h][7]);
     }
-  }
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int h = warp + r * kWarps;
-    if (h < G && lane == 0) {
-      s_ml[h][0] = m_run[r];
-      s_ml[h][1] = l_run[r];
+    if (c % S::HPL == 0) {
+      red[G * D + 2 * (c / S::HPL)] = st.m_run;
+      red[G * D + 2 * (c / S::HPL) + 1] = st.l_run;
     }
   }
   __syncthreads();
 
-  for (int idx = threadIdx.x; idx < G * L; idx += kThreads) {
-    const int h = idx / L, c8 = idx % L;
+  // Merge the warps in order 0..3 (fixed: the result depends on the split alone).
+  const float* reds = reinterpret_cast<const float*>(smem);
+  constexpr int kRingFloats = kStages * kStageBytes / 4;
+  for (int idx = threadIdx.x; idx < G * S::L; idx += kThreads) {
+    const int h = idx / S::L, c8 = idx % S::L;
     if (h >= nheads) continue;
-    float o[8];
+    float m = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) m = fmaxf(m, reds[w * kRingFloats + G * D + 2 * h]);
+    const float m_use = m == -INFINITY ? 0.f : m;
+    float l = 0.f, o[8];
 #pragma unroll
     for (int e = 0; e < 8; ++e) o[e] = 0.f;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w)
-#pragma unroll
-      for (int e = 0; e < 8; ++e) o[e] += s_red[w][h][c8 * 8 + e];
-    const float l = s_ml[h][1];
+    for (int w = 0; w < kWarps; ++w) {
+      const float* r = reds + w * kRingFloats;
+      const float f = exp2f(r[G * D + 2 * h] - m_use);  // 0 for a warp that saw no valid key
+      l = fmaf(f, r[G * D + 2 * h + 1], l);
+      const float4 a = *reinterpret_cast<const float4*>(r + h * D + c8 * 8);
+      const float4 b = *reinterpret_cast<const float4*>(r + h * D + c8 * 8 + 4);
+      o[0] = fmaf(f, a.x, o[0]);
+      o[1] = fmaf(f, a.y, o[1]);
+      o[2] = fmaf(f, a.z, o[2]);
+      o[3] = fmaf(f, a.w, o[3]);
+      o[4] = fmaf(f, b.x, o[4]);
+      o[5] = fmaf(f, b.y, o[5]);
+      o[6] = fmaf(f, b.z, o[6]);
+      o[7] = fmaf(f, b.w, o[7]);
+    }
     const float inv = l > 0.f ? 1.f / l : 0.f;
 #pragma unroll
     for (int e = 0; e < 8; ++e) o[e] *= inv;
     const int qh = kvh * p.group + h0 + h;
-    if (p.num_splits == 1) {
+    if (splits == 1) {
       detail::store_bf16<8>(p.out + (int64_t{seq} * p.nh + qh) * D + c8 * 8, o);
     } else {
-      const int64_t slot = (int64_t{seq} * p.nh + qh) * p.num_splits + split;
+      const int64_t slot = (int64_t{seq} * p.nh + qh) * p.grid_splits + split;
       float4* dst = reinterpret_cast<float4*>(p.ws_o + slot * D + c8 * 8);
       dst[0] = make_float4(o[0], o[1], o[2], o[3]);
       dst[1] = make_float4(o[4], o[5], o[6], o[7]);
       if (c8 == 0) {
-        p.ws_ml[slot * 2] = s_ml[h][0];
+        p.ws_ml[slot * 2] = m;
         p.ws_ml[slot * 2 + 1] = l;
       }
     }
@@ -314,15 +442,16 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(const DecodePara
 }
 
 // Pass 2: blockDim (D / 4, 128 / (D / 4)); thread x owns 4 columns of query head
-// blockIdx.x * blockDim.y + y of sequence blockIdx.y.
+// blockIdx.x * blockDim.y + y of sequence blockIdx.y. Sequences with one split were finished
+// by pass 1.
 template <int D>
 __global__ void __launch_bounds__(kThreads) decode_combine_kernel(const DecodeParams p) {
   const int seq = blockIdx.y;
   const int qh = blockIdx.x * blockDim.y + threadIdx.y;
   if (qh >= p.nh) return;
-  const int n = context_of(p, seq);
-  const int splits = active_splits(n, split_len(n, p.num_splits));
-  const int64_t base = (int64_t{seq} * p.nh + qh) * p.num_splits;
+  const int splits = split_count(context_of(p, seq), p.max_splits);
+  if (splits == 1) return;
+  const int64_t base = (int64_t{seq} * p.nh + qh) * p.grid_splits;
   float mx = -INFINITY;
   for (int i = 0; i < splits; ++i) mx = fmaxf(mx, p.ws_ml[(base + i) * 2]);
   float total = 0.f, o[4] = {0.f, 0.f, 0.f, 0.f};
@@ -342,20 +471,6 @@ __global__ void __launch_bounds__(kThreads) decode_combine_kernel(const DecodePa
   detail::store_bf16<4>(p.out + (int64_t{seq} * p.nh + qh) * D + threadIdx.x * 4, o);
 }
 
-int heads_per_cta(int group) {
-  int g = 1;
-  while (g < group && g < kMaxHeadsPerCta) g *= 2;
-  return g;
-}
-
-int num_splits(int64_t num_seqs, int ctas_per_seq, int64_t max_context_len) {
-  const int64_t base = std::max<int64_t>(1, num_seqs * ctas_per_seq);
-  int64_t s = (kTargetCtas + base - 1) / base;
-  s = std::min<int64_t>(s, (max_context_len + kSplitAlign - 1) / kSplitAlign);
-  s = std::min<int64_t>(s, kMaxSplits);
-  return static_cast<int>(std::max<int64_t>(s, 1));
-}
-
 void check_shape(const char* op, int num_seqs, int nh, int nkv, int d, int max_context_len) {
   using detail::require;
   require(num_seqs >= 0 && num_seqs <= 65535, op,
@@ -369,8 +484,13 @@ void check_shape(const char* op, int num_seqs, int nh, int nkv, int d, int max_c
 
 template <int D, int G>
 void launch_split(const DecodeParams& p, int num_seqs, cudaStream_t stream) {
-  const dim3 grid(p.num_splits, p.nkv * p.head_chunks, num_seqs);
-  decode_split_kernel<D, G><<<grid, kThreads, 0, stream>>>(p);
+  // Raise the dynamic shared memory limit once per instantiation (a host call, not a stream
+  // operation, made at the first launch, normally before any graph capture).
+  static const cudaError_t attr =
+      cudaFuncSetAttribute(decode_split_kernel<D, G>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+  NANOVLLM_CUDA_CHECK(attr);
+  const dim3 grid(p.grid_splits, p.nkv * p.head_chunks, num_seqs);
+  decode_split_kernel<D, G><<<grid, kThreads, kSmemBytes, stream>>>(p);
 }
 
 template <int D>
@@ -382,7 +502,7 @@ void launch(const DecodeParams& p, int G, int num_seqs, cudaStream_t stream) {
     default: launch_split<D, 8>(p, num_seqs, stream); break;
   }
   NANOVLLM_CUDA_CHECK_LAUNCH();
-  if (p.num_splits > 1) {
+  if (p.grid_splits > 1) {
     const dim3 block(D / 4, kThreads / (D / 4));
     const dim3 grid((p.nh + block.y - 1) / block.y, num_seqs);
     decode_combine_kernel<D><<<grid, block, 0, stream>>>(p);
@@ -395,14 +515,10 @@ void launch(const DecodeParams& p, int G, int num_seqs, cudaStream_t stream) {
 size_t paged_attention_decode_workspace_bytes(int max_num_seqs, int nh, int nkv, int d,
                                               int max_context_len) {
   check_shape("paged_attention_decode_workspace_bytes", max_num_seqs, nh, nkv, d, max_context_len);
-  const int G = heads_per_cta(nh / nkv);
-  const int ctas_per_seq = nkv * ((nh / nkv + G - 1) / G);
-  int64_t most = 0;  // the largest num_seqs * splits over every batch size up to the maximum
-  for (int n = 1; n <= max_num_seqs; ++n) {
-    const int s = num_splits(n, ctas_per_seq, max_context_len);
-    if (s > 1) most = std::max<int64_t>(most, int64_t{n} * s);
-  }
-  return static_cast<size_t>(most) * nh * (d + 2) * sizeof(float);
+  // Grows with both arguments, so the size for (max batch, max context) covers every call.
+  const int s = grid_splits(max_context_len, max_splits_for(nkv, nh / nkv));
+  if (s <= 1) return 0;
+  return size_t(max_num_seqs) * size_t(nh) * size_t(s) * size_t(d + 2) * sizeof(float);
 }
 
 void paged_attention_decode(const void* qkv, int nh, int nkv, int d, float scale,
@@ -446,17 +562,19 @@ void paged_attention_decode(const void* qkv, int nh, int nkv, int d, float scale
     for (p.block_shift = 0; (1 << p.block_shift) < block_size; ++p.block_shift) {
     }
   p.max_blocks = max_blocks_per_seq;
-  p.num_splits = num_splits(num_seqs, nkv * p.head_chunks, max_context_len);
+  p.max_context_len = max_context_len;
+  p.max_splits = max_splits_for(nkv, p.group);
+  p.grid_splits = grid_splits(max_context_len, p.max_splits);
   p.scale_log2 = scale * 1.4426950408889634f;
   require(int64_t{nkv} * p.head_chunks <= 65535, op, "too many KV heads");
-  if (p.num_splits > 1) {
-    const size_t need = size_t(num_seqs) * nh * p.num_splits * (d + 2) * sizeof(float);
+  if (p.grid_splits > 1) {
+    const size_t need = paged_attention_decode_workspace_bytes(num_seqs, nh, nkv, d, max_context_len);
     require(workspace && workspace_bytes >= need, op,
             "workspace of " + std::to_string(workspace_bytes) + " bytes is too small: this call needs " +
                 std::to_string(need) + " (see paged_attention_decode_workspace_bytes)");
     require(detail::aligned16(workspace), op, "workspace must be 16-byte aligned");
     p.ws_o = static_cast<float*>(workspace);
-    p.ws_ml = p.ws_o + int64_t{num_seqs} * nh * p.num_splits * d;
+    p.ws_ml = p.ws_o + int64_t{num_seqs} * nh * p.grid_splits * d;
   }
   switch (d) {
     case 64: launch<64>(p, G, num_seqs, stream); break;

@@ -12,19 +12,33 @@
 //   tensor cores; softmax in float32 (base 2); P rounded to bf16 for PV, as FlashAttention does.
 //
 // Tiling. The M dimension packs a sequence's (query row, head of the group) pairs, row-major:
-// packed row r = i g + j. A CTA (4 warps, 16 packed rows each) takes BM = 64 of them for one KV
-// head, so each K/V tile it loads serves the whole query group (GQA packing: decode rows of a
-// mixed batch fill g rows of a tile, not one). The CTA walks the key tiles of BN keys that its
-// last row can see, K and V double-buffered in shared memory by cp.async (16-byte copies,
-// zero-filled past the context), each row addressed through the block table; only the tiles that
-// reach past the first row's limit are masked. The online softmax keeps (m, l) per row in
-// registers; a row that sees no key ends with l = 0 and is written as zeros.
+// packed row r = i g + j. A CTA takes BM of them for one KV head, each warp 16 packed rows, so
+// each K/V tile it loads serves the whole query group (GQA packing: decode rows of a mixed batch
+// fill g rows of a tile, not one). The CTA walks the key tiles of BN keys that its last row can
+// see, from key 0 upward; K and V rows are copied into shared memory by cp.async (16-byte copies,
+// zero-filled past the context), each addressed through the block table. Only the tiles that
+// reach past a warp's first row's limit are masked; a warp skips the tiles none of its rows can
+// see (a wholly masked tile leaves a row's state bit for bit unchanged, so skipping it is exact).
+// The online softmax keeps (m, l) per row in registers; a row that sees no key ends with l = 0
+// and is written as zeros. A row's result depends only on its sequence (tile boundaries count
+// from the sequence's first row, key tiles from key 0), never on the rest of the batch.
 //
-// Grid: x enumerates (sequence, M tile) without reading device memory on the host: sequence s
-// owns x in [floor(cu[s] g / BM) + s, floor(cu[s+1] g / BM) + s + 1), at least its
-// ceil(q_len g / BM) tiles, so gridDim.x = floor(T g / BM) + num_seqs; a CTA finds s by binary
-// search over cu_seqlens_q and exits if it has no tile. Its tiles are taken last first (they see
-// the most keys). y = KV head.
+// Two configurations:
+//  - "wide" (d = 128: the fast path): BM = 128, 8 warps, BN = 64, a 3-stage cp.async ring
+//    (tile t + 2 is requested while tile t is computed, so L2 latency hides behind two tiles of
+//    math) and one barrier per tile. Doubling BM over the narrow kernel halves the K/V bytes and
+//    barriers per flop; Q fragments stay in registers for the whole key walk. For d = 128:
+//    136 KiB of shared memory, one CTA (8 warps) per SM.
+//  - "narrow" (d = 64 and 256): BM = 64, 4 warps, BN = 64 / 32, K and V double-buffered, two
+//    CTAs per SM. (At d = 256 the Q fragments and O accumulator of 16 rows fill the registers;
+//    a wide d = 64 would need two CTAs per SM, i.e. 128 registers, and spills.)
+//
+// Grid (1-D): slot x / nkv, KV head x % nkv, so the KV heads of one slot run side by side.
+// Slots enumerate (sequence, M tile) without reading device memory on the host: sequence s owns
+// slots [floor(cu[s] g / BM) + s, floor(cu[s+1] g / BM) + s + 1), at least its
+// ceil(q_len g / BM) tiles, so there are floor(T g / BM) + num_seqs slots; a CTA finds s by
+// binary search over cu_seqlens_q and exits if it has no tile. A sequence's tiles are taken last
+// first (they see the most keys), so a long prompt is scheduled longest first.
 //
 // Shared memory rows are padded by 16 bytes (row stride d + 8 elements), so the 8 rows an
 // ldmatrix phase reads fall in distinct bank groups. Flops: 4 d g sum_rows(visible keys) per KV
@@ -40,8 +54,14 @@ namespace {
 
 using detail::bf16;
 
+// Narrow configuration (d = 64, 256).
 constexpr int kThreads = 128;
 constexpr int kBM = 64;  // packed rows per CTA: 4 warps x 16
+// Wide configuration (d = 128).
+constexpr int kWideThreads = 256;
+constexpr int kWideBM = 128;  // packed rows per CTA: 8 warps x 16
+constexpr int kWideBN = 64;   // keys per tile
+constexpr int kStages = 3;    // K/V tiles in flight: the one computed and the next two
 
 struct PrefillParams {
   const bf16* qkv;             // (T, (nh + 2 nkv) d)
@@ -96,13 +116,51 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&h);
 }
 
+// 2^x on the SFU (ex2(-inf) = +0), the same instruction exp2f becomes under fast math.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // First packed-row tile slot of sequence s (see the header).
+template <int BM>
 __device__ __forceinline__ int64_t tile_start(const PrefillParams& p, int s) {
-  return int64_t{p.cu_seqlens_q[s]} * p.group / kBM + s;
+  return int64_t{p.cu_seqlens_q[s]} * p.group / BM + s;
+}
+
+// The sequence owning `slot` and the packed rows [r0, r_end) of its tile; false when the slot
+// has no tile (the whole CTA exits). A sequence's tiles are handed out last first.
+struct Tile {
+  int s, q_begin, q_len, r0, r_end;
+};
+template <int BM>
+__device__ __forceinline__ bool find_tile(const PrefillParams& p, int64_t slot, Tile& tl) {
+  int lo = 0, hi = p.num_seqs - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (tile_start<BM>(p, mid) <= slot) lo = mid; else hi = mid - 1;
+  }
+  tl.s = lo;
+  tl.q_begin = p.cu_seqlens_q[lo];
+  tl.q_len = p.cu_seqlens_q[lo + 1] - tl.q_begin;
+  const int rows = tl.q_len * p.group;
+  const int ntiles = (rows + BM - 1) / BM;
+  const int64_t local = slot - tile_start<BM>(p, lo);
+  if (tl.q_len <= 0 || local < 0 || local >= ntiles) return false;
+  tl.r0 = (ntiles - 1 - static_cast<int>(local)) * BM;
+  tl.r_end = min(rows, tl.r0 + BM);
+  return true;
+}
+
+// context_lens[s] clamped to what the block table can address.
+__device__ __forceinline__ int clamped_context(const PrefillParams& p, int s) {
+  const int64_t n = p.context_lens[s], cap = int64_t{p.max_blocks} * p.block_size;
+  return static_cast<int>(n < 0 ? 0 : (n > cap ? cap : n));
 }
 
 template <int D, int BN>
-__global__ void __launch_bounds__(kThreads, 2) prefill_kernel(const PrefillParams p) {
+__global__ void __launch_bounds__(kThreads, 2) prefill_narrow_kernel(const PrefillParams p) {
   constexpr int LD = D + 8;   // shared row stride in elements (16 bytes of padding)
   constexpr int CH = D / 8;   // 16-byte chunks per row
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -111,27 +169,11 @@ __global__ void __launch_bounds__(kThreads, 2) prefill_kernel(const PrefillParam
   bf16* sV = sK + 2 * BN * LD;                   // [2][BN][LD]
 
   // Which sequence and which of its tiles.
-  const int x = blockIdx.x, kvh = blockIdx.y, g = p.group;
-  int lo = 0, hi = p.num_seqs - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) / 2;
-    if (tile_start(p, mid) <= x) lo = mid; else hi = mid - 1;
-  }
-  const int s = lo;
-  const int q_begin = p.cu_seqlens_q[s];
-  const int q_len = p.cu_seqlens_q[s + 1] - q_begin;
-  const int rows = q_len * g;
-  const int ntiles = (rows + kBM - 1) / kBM;
-  const int local = static_cast<int>(x - tile_start(p, s));
-  if (q_len <= 0 || local >= ntiles) return;  // whole CTA: uniform
-  const int r0 = (ntiles - 1 - local) * kBM;
-  const int r_end = min(rows, r0 + kBM);
-
-  int ctx;
-  {
-    const int64_t n = p.context_lens[s], cap = int64_t{p.max_blocks} * p.block_size;
-    ctx = static_cast<int>(n < 0 ? 0 : (n > cap ? cap : n));
-  }
+  const int kvh = static_cast<int>(blockIdx.x % p.nkv), g = p.group;
+  Tile tl;
+  if (!find_tile<kBM>(p, blockIdx.x / p.nkv, tl)) return;  // whole CTA: uniform
+  const int s = tl.s, q_begin = tl.q_begin, q_len = tl.q_len, r0 = tl.r0, r_end = tl.r_end;
+  const int ctx = clamped_context(p, s);
   const int key_base = ctx - q_len;                 // row i sees keys < key_base + i + 1
   const int k_last = key_base + (r_end - 1) / g + 1;  // keys the tile's last row sees
   const int k_free = key_base + r0 / g + 1;          // keys every row of the tile sees
@@ -292,17 +334,246 @@ __global__ void __launch_bounds__(kThreads, 2) prefill_kernel(const PrefillParam
   }
 }
 
+// The wide configuration (header): BM = 128 packed rows, 8 warps of 16 rows, BN = 64 keys per
+// tile, K/V in a kStages-deep cp.async ring. Barrier discipline: the only barrier of iteration t
+// comes after tile t has landed (wait_group) and before the copies of tile t + 2 are issued into
+// stage (t + 2) % kStages, which is the stage of tile t - 1: every warp passed that barrier after
+// finishing tile t - 1, so the refill never overwrites a tile still being read.
+template <int D>
+__global__ void __launch_bounds__(kWideThreads, 1) prefill_wide_kernel(const PrefillParams p) {
+  constexpr int BM = kWideBM, BN = kWideBN;
+  constexpr int LD = D + 8;                         // shared row stride (16 bytes of padding)
+  constexpr int CH = D / 8;                         // 16-byte chunks per row
+  constexpr int kRowsPerPass = kWideThreads / CH;   // K/V rows one pass of the CTA copies
+  constexpr int kPasses = BN / kRowsPerPass;        // passes per K/V tile
+  static_assert(kWideThreads % CH == 0 && BN % kRowsPerPass == 0, "copy mapping");
+  static_assert(BM == 16 * (kWideThreads / 32), "one m16 slice per warp");
+  static_assert(kStages == 3, "the prologue below fills two stages");
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* sQ = reinterpret_cast<bf16*>(smem_raw);  // [BM][LD], reused for the output tile
+  bf16* sK = sQ + BM * LD;                       // [kStages][BN][LD]
+  bf16* sV = sK + kStages * BN * LD;             // [kStages][BN][LD]
+
+  const int kvh = static_cast<int>(blockIdx.x % p.nkv), g = p.group;
+  Tile tl;
+  if (!find_tile<BM>(p, blockIdx.x / p.nkv, tl)) return;  // whole CTA: uniform
+  const int ctx = clamped_context(p, tl.s);
+  const int key_base = ctx - tl.q_len;                       // row i sees keys < key_base + i + 1
+  const int k_last = key_base + (tl.r_end - 1) / g + 1;      // keys the tile's last row sees
+  const int n_kv = k_last > 0 ? (k_last + BN - 1) / BN : 0;
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int32_t* table = p.block_tables + int64_t{tl.s} * p.max_blocks;
+  const int64_t kv_row = int64_t{p.nkv} * D;
+
+  // Q tile (zero rows past the sequence).
+  for (int i = tid; i < BM * CH; i += kWideThreads) {
+    const int r = i / CH, ch = i % CH, pr = tl.r0 + r;
+    const bool ok = pr < tl.r_end;
+    const bf16* src = ok ? p.qkv + int64_t{tl.q_begin + pr / g} * p.qkv_stride +
+                               int64_t{kvh * g + pr % g} * D + ch * 8
+                         : p.qkv;
+    cp_async16(sQ + r * LD + ch * 8, src, ok);
+  }
+
+  // K/V tile t into `stage`. Each thread copies one 16-byte chunk column of kPasses rows: the
+  // block-table reads of all its rows are issued before any copy, so their latencies overlap.
+  const int cp_row = tid / CH, cp_col = (tid % CH) * 8;
+  auto load_kv = [&](int t, int stage) {
+    int64_t off[kPasses];
+    bool ok[kPasses];
+#pragma unroll
+    for (int i = 0; i < kPasses; ++i) {
+      const int key = t * BN + cp_row + i * kRowsPerPass;
+      ok[i] = key < ctx;
+      off[i] = 0;
+      if (ok[i]) {
+        const int bi = p.block_shift >= 0 ? key >> p.block_shift : key / p.block_size;
+        const int32_t blk = table[bi];
+        ok[i] = blk >= 0 && blk < p.num_blocks;  // a bad id reads as a zero key and value
+        off[i] = (int64_t{blk} * p.block_size + (key - bi * p.block_size)) * kv_row + kvh * D + cp_col;
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kPasses; ++i) {
+      const int dst = (stage * BN + cp_row + i * kRowsPerPass) * LD + cp_col;
+      cp_async16(sK + dst, ok[i] ? p.k_cache + off[i] : p.k_cache, ok[i]);
+      cp_async16(sV + dst, ok[i] ? p.v_cache + off[i] : p.v_cache, ok[i]);
+    }
+  };
+  // Prologue: group 0 = Q and tile 0, group 1 = tile 1 (groups may be empty: the count is what
+  // cp.async.wait_group relies on). Iteration t commits group t + 2 = tile t + 2.
+  if (n_kv > 0) load_kv(0, 0);
+  cp_async_commit();
+  if (n_kv > 1) load_kv(1, 1);
+  cp_async_commit();
+
+  // Per thread: rows a = warp*16 + lane/4 and a + 8 of the tile; accumulator columns
+  // 2 (lane % 4) + {0, 1} of every n8 block.
+  const int row_a = warp * 16 + lane / 4;
+  int limit[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) limit[h] = key_base + (tl.r0 + row_a + 8 * h) / g + 1;
+  // Keys every row of this warp sees, and keys its last row sees (padding rows included: they
+  // only widen the range, and are never written).
+  const int warp_free = key_base + (tl.r0 + warp * 16) / g + 1;
+  const int warp_last = key_base + (tl.r0 + warp * 16 + 15) / g + 1;
+  float o[D / 8][4];
+#pragma unroll
+  for (int nb = 0; nb < D / 8; ++nb)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) o[nb][j] = 0.f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
+  uint32_t qf[D / 16][4];
+
+  for (int t = 0; t < n_kv; ++t) {
+    cp_async_wait<kStages - 2>();  // groups 0 .. t have landed: Q and tile t
+    __syncthreads();
+    if (t + 2 < n_kv) load_kv(t + 2, (t + 2) % kStages);
+    cp_async_commit();
+    if (t == 0) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk)
+        ldmatrix_x4(qf[kk], sQ + (warp * 16 + lane % 16) * LD + kk * 16 + (lane / 16) * 8);
+    }
+    // None of this warp's rows sees a key of this tile (nor of any later one): the tile would
+    // leave (m, l, o) unchanged. Warp-uniform; the barrier above is still passed every time.
+    if (t * BN >= warp_last) continue;
+    const int stage = t % kStages;
+
+    // S = Q K^T for this warp's 16 rows and BN keys.
+    float sc[BN / 8][4];
+#pragma unroll
+    for (int nb = 0; nb < BN / 8; ++nb)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) sc[nb][j] = 0.f;
+    const bf16* kb = sK + stage * BN * LD;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk)
+#pragma unroll
+      for (int nb2 = 0; nb2 < BN / 16; ++nb2) {
+        uint32_t b[4];
+        ldmatrix_x4(b, kb + (nb2 * 16 + lane % 8 + (lane / 16) * 8) * LD + kk * 16 + ((lane / 8) % 2) * 8);
+        mma_bf16(sc[2 * nb2], qf[kk], b[0], b[1]);
+        mma_bf16(sc[2 * nb2 + 1], qf[kk], b[2], b[3]);
+      }
+
+    // Online softmax, base 2. Masking only where the tile reaches past a row of this warp.
+    const bool masked = (t + 1) * BN > warp_free;
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nb = 0; nb < BN / 8; ++nb)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        float v = sc[nb][j] * p.scale_log2;
+        if (masked && t * BN + nb * 8 + (lane % 4) * 2 + (j & 1) >= limit[j >> 1]) v = -INFINITY;
+        sc[nb][j] = v;
+        mx[j >> 1] = fmaxf(mx[j >> 1], v);
+      }
+    float m_use[2], alpha[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+      const float m_new = fmaxf(m_run[h], mx[h]);
+      m_use[h] = m_new == -INFINITY ? 0.f : m_new;  // nothing visible yet: p = 0, no NaN
+      // Exactly 1 when the maximum did not move (the common case once a row has seen a few
+      // tiles); exp2(-inf) = 0 when the row saw nothing before.
+      alpha[h] = m_run[h] == m_use[h] ? 1.f : fast_exp2(m_run[h] - m_use[h]);
+      m_run[h] = m_new;
+      l_run[h] *= alpha[h];
+    }
+    // Rescaling by 1 is the identity, so the warp skips it when no row's maximum moved.
+    if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
+#pragma unroll
+      for (int nb = 0; nb < D / 8; ++nb) {
+        o[nb][0] *= alpha[0];
+        o[nb][1] *= alpha[0];
+        o[nb][2] *= alpha[1];
+        o[nb][3] *= alpha[1];
+      }
+    }
+#pragma unroll
+    for (int nb = 0; nb < BN / 8; ++nb)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float e = fast_exp2(sc[nb][j] - m_use[j >> 1]);
+        sc[nb][j] = e;
+        l_run[j >> 1] += e;
+      }
+
+    // O += P V: the S accumulators of two n8 blocks are the A fragment of one k16 step.
+    const bf16* vb = sV + stage * BN * LD;
+#pragma unroll
+    for (int kc = 0; kc < BN / 16; ++kc) {
+      const uint32_t a[4] = {pack_bf16x2(sc[2 * kc][0], sc[2 * kc][1]),
+                             pack_bf16x2(sc[2 * kc][2], sc[2 * kc][3]),
+                             pack_bf16x2(sc[2 * kc + 1][0], sc[2 * kc + 1][1]),
+                             pack_bf16x2(sc[2 * kc + 1][2], sc[2 * kc + 1][3])};
+#pragma unroll
+      for (int db = 0; db < D / 16; ++db) {
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, vb + (kc * 16 + lane % 8 + ((lane / 8) % 2) * 8) * LD + db * 16 + (lane / 16) * 8);
+        mma_bf16(o[2 * db], a, b[0], b[1]);
+        mma_bf16(o[2 * db + 1], a, b[2], b[3]);
+      }
+    }
+    // No barrier here: the next iteration's barrier comes before anything refills this stage.
+  }
+
+  // Normalise, stage the tile in sQ (every warp is past its Q reads, no copy is in flight),
+  // write whole 16-byte chunks of each valid row.
+  cp_async_wait<0>();
+  __syncthreads();
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float l = l_run[h];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+    bf16* dst = sQ + (row_a + 8 * h) * LD + (lane % 4) * 2;
+#pragma unroll
+    for (int nb = 0; nb < D / 8; ++nb)
+      *reinterpret_cast<uint32_t*>(dst + nb * 8) = pack_bf16x2(o[nb][2 * h] * inv, o[nb][2 * h + 1] * inv);
+  }
+  __syncthreads();
+  const int64_t out_stride = int64_t{p.nh} * D;
+  for (int i = tid; i < BM * CH; i += kWideThreads) {
+    const int r = i / CH, ch = i % CH, pr = tl.r0 + r;
+    if (pr >= tl.r_end) continue;
+    bf16* dst = p.out + int64_t{tl.q_begin + pr / g} * out_stride + int64_t{kvh * g + pr % g} * D + ch * 8;
+    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(sQ + r * LD + ch * 8);
+  }
+}
+
+// Slots (see the header) times KV heads: the 1-D grid of either configuration.
+inline unsigned grid_size(const PrefillParams& p, int64_t T, int bm) {
+  return static_cast<unsigned>((T * p.group / bm + p.num_seqs) * p.nkv);
+}
+
+// Raises a kernel's dynamic shared memory limit: a host call, not a stream operation, made once
+// per instantiation at its first launch, normally before any graph capture.
+template <typename Kernel>
+void allow_smem(Kernel kernel, size_t bytes) {
+  NANOVLLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(bytes)));
+}
+
+template <int D>
+void launch_wide(const PrefillParams& p, int64_t T, cudaStream_t stream) {
+  constexpr size_t smem = size_t(kWideBM + 2 * kStages * kWideBN) * (D + 8) * sizeof(bf16);
+  static const bool once = (allow_smem(prefill_wide_kernel<D>, smem), true);
+  (void)once;
+  prefill_wide_kernel<D><<<grid_size(p, T, kWideBM), kWideThreads, smem, stream>>>(p);
+  NANOVLLM_CUDA_CHECK_LAUNCH();
+}
+
 template <int D, int BN>
-void launch(const PrefillParams& p, int64_t T, cudaStream_t stream) {
+void launch_narrow(const PrefillParams& p, int64_t T, cudaStream_t stream) {
   constexpr size_t smem = size_t(kBM + 4 * BN) * (D + 8) * sizeof(bf16);
-  // Raise the dynamic shared memory limit once per instantiation (a host call, not a stream
-  // operation, made at the first launch, normally before any graph capture).
-  static const cudaError_t attr = cudaFuncSetAttribute(
-      prefill_kernel<D, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-  NANOVLLM_CUDA_CHECK(attr);
-  const int64_t tiles = T * p.group / kBM + p.num_seqs;
-  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(p.nkv));
-  prefill_kernel<D, BN><<<grid, kThreads, smem, stream>>>(p);
+  static const bool once = (allow_smem(prefill_narrow_kernel<D, BN>, smem), true);
+  (void)once;
+  prefill_narrow_kernel<D, BN><<<grid_size(p, T, kBM), kThreads, smem, stream>>>(p);
   NANOVLLM_CUDA_CHECK_LAUNCH();
 }
 
@@ -329,8 +600,9 @@ void paged_attention_prefill(const void* qkv, int64_t T, int nh, int nkv, int d,
   require(std::isfinite(scale), op, "scale must be finite");
   if (T == 0) return;
   require(num_seqs >= 1, op, "num_seqs must be positive when T > 0");
-  require(T * (nh / nkv) + int64_t{num_seqs} * kBM < INT32_MAX, op,
-          "T * (nh / nkv) too large for one launch");
+  require(T * (nh / nkv) + int64_t{num_seqs} * kBM < INT32_MAX &&
+              (T * (nh / nkv) / kBM + num_seqs) * nkv < INT32_MAX,
+          op, "T * (nh / nkv) too large for one launch");
   require(qkv && k_cache && v_cache && cu_seqlens_q && context_lens && block_tables && out, op,
           "null pointer");
   require(detail::aligned16(qkv) && detail::aligned16(k_cache) && detail::aligned16(v_cache) &&
@@ -359,9 +631,9 @@ void paged_attention_prefill(const void* qkv, int64_t T, int nh, int nkv, int d,
   p.max_blocks = max_blocks_per_seq;
   p.scale_log2 = scale * 1.4426950408889634f;
   switch (d) {
-    case 64: launch<64, 64>(p, T, stream); break;
-    case 128: launch<128, 64>(p, T, stream); break;
-    default: launch<256, 32>(p, T, stream); break;
+    case 64: launch_narrow<64, 64>(p, T, stream); break;
+    case 128: launch_wide<128>(p, T, stream); break;
+    default: launch_narrow<256, 32>(p, T, stream); break;
   }
 }
 

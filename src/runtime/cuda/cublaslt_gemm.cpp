@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/ops.h"
 #include "runtime/cuda_check.h"
 #include "runtime/error.h"
 
@@ -183,7 +184,9 @@ bool heuristic_pick(cublasLtHandle_t h, const Descs& d, size_t workspace, int al
 // counts (the batch-size ladder), where cuBLASLt's heuristic often leaves most SMs idle; timing
 // costs a few milliseconds per shape, once, at start. Not while a graph is being captured.
 bool autotune(cublasLtHandle_t handle_, void* workspace_, size_t workspace_bytes_, const Descs& d,
-              const CublasLtGemm::Operands& ops, cublasLtMatmulAlgo_t& best, float& best_ms, float& first_ms) {
+              const CublasLtGemm::Operands& ops, cublasLtMatmulAlgo_t& best, float& best_ms, float& first_ms,
+              bool& use_gemv) {
+  use_gemv = false;
   cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(ops.stream, &capturing) != cudaSuccess || capturing != cudaStreamCaptureStatusNone)
     return false;
@@ -219,6 +222,21 @@ bool autotune(cublasLtHandle_t handle_, void* workspace_, size_t workspace_bytes
       best = cands[i];
     }
   }
+  if (gpu::gemv_supported(ops.M, ops.N, ops.K, ops.x, ops.w, ops.bias, ops.out)) {
+    auto gemv = [&] { gpu::gemv(ops.x, ops.w, ops.bias, ops.out, ops.M, ops.N, ops.K, ops.stream); };
+    gemv();
+    NANOVLLM_CUDA_CHECK(cudaEventRecord(e0, ops.stream));
+    for (int r = 0; r < kReps; ++r) gemv();
+    NANOVLLM_CUDA_CHECK(cudaEventRecord(e1, ops.stream));
+    NANOVLLM_CUDA_CHECK(cudaEventSynchronize(e1));
+    float ms = 0;
+    NANOVLLM_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    ms /= kReps;
+    if (best_ms < 0 || ms < best_ms) {
+      best_ms = ms;
+      use_gemv = true;
+    }
+  }
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
   cudaGetLastError();  // a refused candidate leaves no sticky error, but clear any launch error
@@ -238,7 +256,9 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key, const Operands& ops) 
   std::string why;
   bool ok = false;
   float tuned_ms = -1, first_ms = -1;
-  if (per_shape && autotune_) ok = autotune(handle_, workspace_, workspace_bytes_, d, ops, algo, tuned_ms, first_ms);
+  bool use_gemv = false;
+  if (per_shape && autotune_)
+    ok = autotune(handle_, workspace_, workspace_bytes_, d, ops, algo, tuned_ms, first_ms, use_gemv);
   if (!per_shape) {
     // One algorithm per weight shape, picked at a large M and checked for this one.
     constexpr int64_t kCanonicalM = 4096;
@@ -262,9 +282,9 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key, const Operands& ops) 
   }
   const char* how = per_shape ? (ok ? "per-M,timed" : "per-M") : ok ? "canonical" : "canonical-rejected,per-M";
   if (ok && tuned_ms >= 0 && gemm_log_on())
-    std::fprintf(stderr, "[gemm] M=%lld N=%lld K=%lld timed: %.2f us (cuBLASLt's first choice %.2f us)\n",
+    std::fprintf(stderr, "[gemm] M=%lld N=%lld K=%lld timed: %.2f us%s (cuBLASLt's first choice %.2f us)\n",
                  static_cast<long long>(M), static_cast<long long>(N), static_cast<long long>(K), 1e3 * tuned_ms,
-                 1e3 * first_ms);
+                 use_gemv ? " with our gemv" : "", 1e3 * first_ms);
   if (!ok) ok = heuristic_pick(handle_, d, workspace_bytes_, align, algo, why);
   if (ok && gemm_log_on())
     std::fprintf(stderr,
@@ -287,6 +307,7 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key, const Operands& ops) 
   p.b = d.b;
   p.c = d.c;
   p.algo = algo;
+  p.gemv = use_gemv;
   return plans_.emplace(key, p).first->second;
 }
 
@@ -298,7 +319,11 @@ void CublasLtGemm::linear(const void* x, const void* w, const void* bias, void* 
   if (!x || !w || !out) throw Error("linear: null pointer");
   int align = std::min({alignment_of(x), alignment_of(w), alignment_of(out), 16});
   if (bias) align = std::min(align, alignment_of(bias));
-  Plan& p = plan_for({M, N, K, bias != nullptr, align, per_shape_}, Operands{x, w, bias, out, align, stream});
+  Plan& p = plan_for({M, N, K, bias != nullptr, align, per_shape_}, Operands{x, w, bias, out, M, N, K, align, stream});
+  if (p.gemv) {
+    gpu::gemv(x, w, bias, out, M, N, K, stream);
+    return;
+  }
   if (bias)
     NANOVLLM_CUBLAS_CHECK(
         cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));

@@ -41,6 +41,7 @@ class CublasLtGemm {
   struct Operands {  // one call's own pointers, for timing candidates on them
     const void *x, *w, *bias;
     void* out;
+    int64_t M, N, K;
     int align;
     cudaStream_t stream;
   };
@@ -50,6 +51,7 @@ class CublasLtGemm {
     cublasLtMatmulDesc_t op = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     cublasLtMatmulAlgo_t algo{};
+    bool gemv = false;  // our small-batch kernel (kernels/cuda/gemv.cu) timed faster
   };
   using Key = std::tuple<int64_t, int64_t, int64_t, bool, int, bool>;  // M, N, K, bias, alignment, per-shape
   Plan& plan_for(const Key& key, const Operands& ops);

@@ -50,6 +50,9 @@ class OpProfiler {
   long steps_[2] = {0, 0};
   double step_gpu_ms_[2] = {0, 0}, step_wall_ms_[2] = {0, 0};
   cudaEvent_t step_begin_ = nullptr;
+  cudaEvent_t prev_end_ = nullptr;  // the last step's end, kept to time the GPU's idle gap
+  bool prev_decode_ = false;
+  double idle_ms_[2] = {0, 0};  // GPU idle before a step of this kind, after any step
   std::chrono::steady_clock::time_point wall_begin_;
 };
 
