@@ -10,9 +10,13 @@
 //   the GPU in float: a near-tie may go either way; the count is printed), and every GPU token is
 //   one the filters allow, recomputed on the host with a relative slack of 1e-4.
 //   Logprobs within 1e-3 of the host's double log_softmax.
+// - The split path (greedy / temperature-only rows over several blocks) samples the same tokens
+//   as the one-block path, bit for bit, on shapes around its chunk size, V < chunk, V = 1,
+//   misaligned rows, constant rows and rows with -inf logits.
 // - A row's token does not depend on its batch; the draws follow softmax (chi-square); the
 //   launcher writes every output element (poisoned first) and nothing around them.
-// - An informational timing (never asserted). Without a GPU every test but the argument checks
+// - An informational timing (never asserted) for R = 1, 8, 256: greedy, temperature, top-k +
+//   top-p, and more at R = 256. Without a GPU every test but the argument checks
 //   reports SKIPPED.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
@@ -396,7 +400,7 @@ struct DeviceBatch {
     if (!v.empty()) upload(keep.back()->get(), v);
     return keep.back()->as<T>();
   }
-  DeviceBatch(const SamplingBatch& b) {
+  DeviceBatch(const SamplingBatch& b, int64_t V) {
     params.temperature = put(b.temperature);
     params.top_k = put(b.top_k);
     params.top_p = put(b.top_p);
@@ -420,7 +424,7 @@ struct DeviceBatch {
     banned = {put(boff), put(bids)};
     num_prompt = put(np);
     list_tokens = int64_t(hids.size() + bids.size());
-    ws_bytes = gpu::sample_workspace_bytes(list_tokens);
+    ws_bytes = gpu::sample_workspace_bytes(int64_t(b.size()), V, list_tokens);
     keep.push_back(std::make_unique<DeviceMem>(ws_bytes));
   }
   void* workspace() const { return keep.back()->get(); }
@@ -608,6 +612,114 @@ TEST(CudaSampler, DrawsFollowTheDistribution) {
   NANOVLLM_CUDA_CHECK(cudaStreamDestroy(stream));
 }
 
+// The split path (greedy and temperature-only rows without lists or logprobs, each row over
+// several blocks) against the one-block path (split_rows = false) on the same launch: the same
+// tokens bit for bit (the same race over the same noise) and logprobs within 1e-4; and against
+// the CPU. Shapes around the chunk size (8192), V below it and V = 1, misaligned rows, constant
+// rows, rows with -inf logits (some, all but one, all), mixed with rows of the other paths.
+TEST(CudaSampler, SplitRowsMatchOneBlockPerRow) {
+  REQUIRE_GPU();
+  cudaStream_t stream;
+  NANOVLLM_CUDA_CHECK(cudaStreamCreate(&stream));
+  Tally tally;
+  for (int64_t V : {1, 2, 7, 9, 100, 1000, 8191, 8192, 8193, 8200, 16384 + 5, 40000, 151936, 262144})
+    for (int64_t R : {1, 5, 37})
+      for (bool misalign : {false, true}) {
+        const std::string what = "split V=" + std::to_string(V) + " R=" + std::to_string(R) +
+                                 " misalign=" + std::to_string(misalign);
+        SCOPED_TRACE(what);
+        Logits L = random_logits(R, V);
+        std::uniform_int_distribution<int64_t> any(0, V - 1);
+        for (int64_t r = 0; r < R; ++r) {
+          const int special = std::uniform_int_distribution<int>(0, 9)(rng());
+          uint16_t* bits = L.bits.data() + r * V;
+          float* f = L.f.data() + r * V;
+          auto set_ninf = [&](int64_t i) {
+            bits[i] = 0xFF80;
+            f[i] = kNegInf;
+          };
+          if (special == 0) {  // some -inf
+            for (int64_t i = 0; i < V; ++i)
+              if (chance(0.3)) set_ninf(i);
+          } else if (special == 1) {  // all -inf but one
+            const int64_t keep = any(rng());
+            for (int64_t i = 0; i < V; ++i)
+              if (i != keep) set_ninf(i);
+          } else if (special == 2) {  // all -inf
+            for (int64_t i = 0; i < V; ++i) set_ninf(i);
+          } else if (special == 3) {
+            fill_row(L, r, 3);  // constant
+          }
+        }
+        Batch B;
+        B.resize(size_t(R));
+        for (size_t r = 0; r < size_t(R); ++r) {
+          const bool other_path = chance(0.15);  // top-k / top-p rows: the one-block path in both runs
+          B.b.temperature[r] = chance(0.3) ? 0.f : pick({0.3f, 0.6f, 1.f, 1.5f});
+          B.b.top_k[r] = other_path ? 20 : pick({-1, 0, int32_t(V), int32_t(V) + 7});
+          B.b.top_p[r] = other_path ? 0.9f : 1.f;
+          B.b.min_p[r] = 0.f;
+          B.b.repetition_penalty[r] = 1.f;
+          B.b.seed[r] = rng()();
+          B.b.step[r] = std::uniform_int_distribution<uint64_t>(0, 100000)(rng());
+          B.b.tokens[r] = nullptr;
+        }
+        B.b.max_logprobs = 0;
+        DeviceBatch db(B.b, V);
+        DeviceMem logits(L.bits.size() * 2 + 16);
+        uint16_t* x = logits.as<uint16_t>(misalign ? 2 : 0);
+        NANOVLLM_CUDA_CHECK(cudaMemcpy(x, L.bits.data(), L.bits.size() * 2, cudaMemcpyHostToDevice));
+        Guarded token(size_t(R) * 4), logprob(size_t(R) * 4);
+        const gpu::SamplerResults out{token.data<int32_t>(), logprob.data<float>(), nullptr, nullptr};
+        auto run = [&](bool split, std::vector<int32_t>& tok, std::vector<float>& lp) {
+          token.poison();
+          logprob.poison();
+          db.params.split_rows = split;
+          gpu::sample(x, R, V, db.params, db.history, db.num_prompt, db.banned, db.list_tokens, 0, db.workspace(),
+                      db.ws_bytes, out, stream);
+          NANOVLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
+          size_t bad = 0;
+          tok = token.download<int32_t>(bad);
+          lp = logprob.download<float>(bad);
+          EXPECT_EQ(bad, 0u) << "guard bytes written";
+        };
+        std::vector<int32_t> tok_split, tok_one;
+        std::vector<float> lp_split, lp_one;
+        run(true, tok_split, lp_split);
+        run(false, tok_one, lp_one);
+        const SamplerOutput cpu = cpu::sample(L.f.data(), R, V, B.b);
+        SamplerOutput gpu;
+        gpu.token = tok_split;
+        gpu.logprob = lp_split;
+        for (int64_t r = 0; r < R; ++r) {
+          const size_t ri = size_t(r);
+          const std::string row_what = what + " row " + std::to_string(r) + " T=" + std::to_string(B.b.temperature[ri]);
+          EXPECT_EQ(tok_split[ri], tok_one[ri]) << row_what << ": split vs one-block token";
+          ASSERT_TRUE(tok_split[ri] >= 0 && tok_split[ri] < V) << row_what;
+          const double lz = log_z(L.row(r), V);
+          if (std::isfinite(lz)) {
+            EXPECT_NEAR(lp_split[ri], lp_one[ri], 1e-4) << row_what << ": split vs one-block logprob";
+          } else {
+            EXPECT_FALSE(std::isfinite(lp_split[ri])) << row_what << ": logprob of a row of -inf";
+          }
+        }
+        // The CPU checks (greedy exact, sampled allowed, logprobs) where the row has a finite logit.
+        bool all_finite_z = true;
+        for (int64_t r = 0; r < R; ++r) all_finite_z = all_finite_z && std::isfinite(log_z(L.row(r), V));
+        if (all_finite_z) {
+          compare(L, B.b, gpu, cpu, tally, what);
+        } else {
+          for (int64_t r = 0; r < R; ++r) {
+            const size_t ri = size_t(r);
+            if (B.b.temperature[ri] <= 0.f) EXPECT_EQ(tok_split[ri], cpu.token[ri]) << what << " row " << r;
+            else EXPECT_EQ(why_not_allowed(L.row(r), V, B.b, ri, tok_split[ri]), "") << what << " row " << r;
+          }
+        }
+      }
+  EXPECT_LE(tally.mismatched * 100, tally.sampled) << "more than 1% of sampled rows differ from the CPU";
+  NANOVLLM_CUDA_CHECK(cudaStreamDestroy(stream));
+}
+
 TEST(CudaSampler, LauncherWritesEveryOutputAndIsCapturable) {
   REQUIRE_GPU();
   cudaStream_t stream;
@@ -624,7 +736,7 @@ TEST(CudaSampler, LauncherWritesEveryOutputAndIsCapturable) {
     const Logits L = random_logits(R, c.V);
     Batch B = random_batch(L);
     B.b.max_logprobs = c.N;
-    const DeviceBatch db(B.b);
+    const DeviceBatch db(B.b, c.V);
     DeviceMem logits(L.bits.size() * 2 + 16);
     uint16_t* x = logits.as<uint16_t>(c.misalign ? 2 : 0);
     NANOVLLM_CUDA_CHECK(cudaMemcpy(x, L.bits.data(), L.bits.size() * 2, cudaMemcpyHostToDevice));
@@ -750,8 +862,9 @@ TEST(CudaSamplerArgs, RejectedBeforeAnyLaunch) {
   no_seed.seed = nullptr;
   EXPECT_THROW(call(p, 4, 1000, no_seed, {}, 0, 0, out), Error);
   EXPECT_THROW(call(p, 4, 1000, params, {}, 5, 0, gpu::SamplerResults{out.token, out.logprob, nullptr, nullptr}), Error);
-  EXPECT_THROW(call(p, 4, 1000, params, {i, i}, 0, gpu::sample_workspace_bytes(10) - 1, out), Error);  // workspace
-  EXPECT_THROW(call(p, 4, 1000, params, {i, nullptr}, 0, gpu::sample_workspace_bytes(10), out), Error);
+  EXPECT_THROW(call(p, 4, 1000, params, {i, i}, 0, gpu::sample_workspace_bytes(4, 1000, 10) - 1, out), Error);
+  EXPECT_THROW(call(p, 4, 1000, params, {}, 0, gpu::sample_workspace_bytes(4, 1000, 0) - 1, out), Error);
+  EXPECT_THROW(call(p, 4, 1000, params, {i, nullptr}, 0, gpu::sample_workspace_bytes(4, 1000, 10), out), Error);
   EXPECT_NO_THROW(call(nullptr, 0, 1000, gpu::SamplerParams{}, {}, 0, 0, gpu::SamplerResults{}));  // R == 0
   EXPECT_THROW(GpuSampler(4, 0, 0, 0, nullptr), Error);
   EXPECT_THROW(GpuSampler(0, 1000, 0, 0, nullptr), Error);
@@ -759,26 +872,37 @@ TEST(CudaSamplerArgs, RejectedBeforeAnyLaunch) {
 }
 
 // Informational: kernel time (the launcher alone) and GpuSampler::sample end to end (packing,
-// copies, synchronisation), as GB/s of bf16 logits read once.
+// copies, synchronisation), as GB/s of bf16 logits read once, for R = 1, 8 and 256 rows.
 TEST(CudaSampler, TimingInformational) {
   REQUIRE_GPU();
   cudaStream_t stream;
   NANOVLLM_CUDA_CHECK(cudaStreamCreate(&stream));
-  const int64_t R = 256, V = 151936;
-  Logits L{R, V, std::vector<uint16_t>(size_t(R * V)), std::vector<float>(size_t(R * V))};
-  for (int64_t r = 0; r < R; ++r) fill_row(L, r, 0);
+  const int64_t max_rows = 256, V = 151936;
+  Logits L{max_rows, V, std::vector<uint16_t>(size_t(max_rows * V)), std::vector<float>(size_t(max_rows * V))};
+  for (int64_t r = 0; r < max_rows; ++r) fill_row(L, r, 0);
   const DeviceLogits d(L);
   struct Case {
+    int64_t R;
     const char* name;
     float T;
     int k;
     float top_p;
     int N;
   };
-  for (const Case c : {Case{"greedy", 0.f, -1, 1.f, 0}, Case{"top-k 50, top-p 0.9", 0.8f, 50, 0.9f, 0},
-                       Case{"temperature 1", 1.f, -1, 1.f, 0}, Case{"top-p 0.9", 1.f, -1, 0.9f, 0},
-                       Case{"top-p 0.9, T 0.5", 0.5f, -1, 0.9f, 0},
-                       Case{"top-k 50, top-p 0.9, 20 logprobs", 0.8f, 50, 0.9f, 20}}) {
+  std::vector<Case> cases;
+  for (int64_t R : {1, 8, 256}) {
+    cases.push_back({R, "greedy", 0.f, -1, 1.f, 0});
+    cases.push_back({R, "temperature 0.6", 0.6f, -1, 1.f, 0});
+    cases.push_back({R, "top-k 50, top-p 0.9", 0.8f, 50, 0.9f, 0});
+  }
+  cases.push_back({256, "temperature 1", 1.f, -1, 1.f, 0});
+  cases.push_back({256, "top-p 0.9", 1.f, -1, 0.9f, 0});
+  cases.push_back({256, "top-p 0.9, T 0.5", 0.5f, -1, 0.9f, 0});
+  cases.push_back({256, "greedy, 20 logprobs", 0.f, -1, 1.f, 20});
+  cases.push_back({256, "top-k 50, top-p 0.9, 20 logprobs", 0.8f, 50, 0.9f, 20});
+  GpuSampler sampler(max_rows, V, 0, 20, stream, 0);
+  for (const Case& c : cases) {
+    const int64_t R = c.R;
     Batch B;
     B.resize(size_t(R));
     for (size_t r = 0; r < size_t(R); ++r) {
@@ -790,7 +914,7 @@ TEST(CudaSampler, TimingInformational) {
       B.b.tokens[r] = nullptr;
     }
     B.b.max_logprobs = c.N;
-    const DeviceBatch db(B.b);
+    const DeviceBatch db(B.b, V);
     DeviceMem out_mem(size_t(R) * (8 + 8 * size_t(std::max(c.N, 1))));
     const gpu::SamplerResults out{out_mem.as<int32_t>(), out_mem.as<float>(size_t(R) * 4),
                                   out_mem.as<int32_t>(size_t(R) * 8),
@@ -811,13 +935,12 @@ TEST(CudaSampler, TimingInformational) {
     float ms = 0;
     NANOVLLM_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
     const double kernel_s = ms / 1e3 / iters;
-    GpuSampler sampler(R, V, 0, 20, stream, 0);
     sampler.sample(d.mem.get(), R, B.b);
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < iters; ++i) sampler.sample(d.mem.get(), R, B.b);
     const double e2e_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
     const double bytes = double(R * V * 2);
-    std::printf("[ CudaSampler ] R=%lld V=%lld %-34s kernel %8.1f us (%6.0f GB/s)   GpuSampler::sample %8.1f us\n",
+    std::printf("[ CudaSampler ] R=%-3lld V=%lld %-34s kernel %8.1f us (%6.0f GB/s)   GpuSampler::sample %8.1f us\n",
                 (long long)R, (long long)V, c.name, kernel_s * 1e6, bytes / kernel_s / 1e9, e2e_s * 1e6);
     cudaEventDestroy(start);
     cudaEventDestroy(stop);

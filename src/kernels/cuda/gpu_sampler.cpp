@@ -77,6 +77,14 @@ bool penalised(const SamplingBatch& b, size_t r) {
          (b.repetition_penalty[r] != 1.f || b.presence_penalty[r] != 0.f || b.frequency_penalty[r] != 0.f);
 }
 
+// Whether row r may take the sampler's split path (greedy or temperature alone, no lists):
+// only a hint that saves a launch when no row does; the kernels decide row by row.
+bool may_split(const SamplingBatch& b, size_t r, int64_t V) {
+  if (b.max_logprobs > 0 || b.banned[r].size() > 0 || (penalised(b, r) && !b.tokens[r]->empty())) return false;
+  if (b.temperature[r] <= 0.f) return true;
+  return !(b.top_k[r] > 0 && b.top_k[r] < V) && !(b.top_p[r] < 1.f) && !(b.min_p[r] > 0.f);
+}
+
 }  // namespace
 
 GpuSampler::GpuSampler(int64_t max_rows, int64_t vocab, int64_t max_history_tokens, int max_logprobs,
@@ -95,13 +103,13 @@ GpuSampler::GpuSampler(int64_t max_rows, int64_t vocab, int64_t max_history_toke
               " + " + std::to_string(max_ban_));
   in_bytes_ = InLayout(max_rows_, max_hist_, max_ban_).bytes;
   out_bytes_ = OutLayout(max_rows_, max_logprobs_).bytes;
-  ws_bytes_ = gpu::sample_workspace_bytes(max_hist_ + max_ban_);
+  ws_bytes_ = gpu::sample_workspace_bytes(max_rows_, vocab_, max_hist_ + max_ban_);
   try {
     NANOVLLM_CUDA_CHECK(cudaMallocHost(&host_in_, in_bytes_));
     NANOVLLM_CUDA_CHECK(cudaMallocHost(&host_out_, out_bytes_));
     NANOVLLM_CUDA_CHECK(cudaMalloc(&dev_in_, in_bytes_));
     NANOVLLM_CUDA_CHECK(cudaMalloc(&dev_out_, out_bytes_));
-    if (ws_bytes_ > 0) NANOVLLM_CUDA_CHECK(cudaMalloc(&workspace_, ws_bytes_));
+    NANOVLLM_CUDA_CHECK(cudaMalloc(&workspace_, ws_bytes_));
   } catch (...) {
     release();
     throw;
@@ -201,6 +209,8 @@ SamplerOutput GpuSampler::sample(const void* logits, int64_t R, const SamplingBa
   p.frequency_penalty = at<float>(d, L.freq);
   p.seed = at<uint64_t>(d, L.seed);
   p.step = at<uint64_t>(d, L.step);
+  p.split_rows = false;
+  for (size_t r = 0; r < n && !p.split_rows; ++r) p.split_rows = may_split(b, r, vocab_);
   const gpu::SamplerTokenLists history{H > 0 ? at<int32_t>(d, L.hist_off) : nullptr, at<int32_t>(d, L.hist_ids)};
   const gpu::SamplerTokenLists banned{B > 0 ? at<int32_t>(d, L.ban_off) : nullptr, at<int32_t>(d, L.ban_ids)};
   const OutLayout O(R, N);

@@ -6,9 +6,12 @@
 // synchronises the stream once. A batch beyond a capacity is an Error that names it (nothing is
 // allocated on the way). Not thread-safe: one engine thread owns it.
 //
-// Memory: device and pinned ~(60 + 8 max_logprobs) bytes per row; per token of penalty history
-// or ban list, 4 bytes pinned + 4 device + 16 device (the dedup table). Only rows with a penalty
-// on (repetition != 1, presence or frequency != 0, and a token list) send their history.
+// Memory: device and pinned ~(60 + 8 max_logprobs) bytes per row, plus 32 device bytes per
+// 8192 logits per row (the split rows' partial results, sized from max_rows and vocab); per
+// token of penalty history or ban list, 4 bytes pinned + 4 device + 16 device (the dedup table).
+// Only rows with a penalty on (repetition != 1, presence or frequency != 0, and a token list)
+// send their history. It tells the launcher when no row can take the split path (a hint that
+// saves the split pass's launch).
 #pragma once
 
 #include <cuda_runtime.h>

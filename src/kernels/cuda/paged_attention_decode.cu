@@ -13,13 +13,15 @@
 //   nothing past the table or the grid is read.
 //
 // Work split, batch invariant. A sequence of n keys is cut into splits of len(n) keys, len(n)
-// = 128 ceil(ceil(n / 128) / M): 128-key splits up to M of them, longer ones past M 128 keys.
+// = 256 ceil(ceil(n / 256) / M): 256-key splits up to M of them, longer ones past M 256 keys.
+// (256, not 128: at 128 a CTA's 64 KB of K/V is too short a stream to hide its start and the
+// workspace round trip; measured on an H200, batch 256 x 1k reached 75% of copy bandwidth.)
 // M is a function of the model's shape only (16, or more when a sequence has fewer than 8
 // CTAs of heads, so a lone long sequence still covers ~128 SMs). The cut, the order of every
 // sum and the path taken (one split: pass 1 writes the row; several: through the workspace)
 // therefore depend on the sequence's own n, never on the batch or on max_context_len: a
 // sequence's output bits are the same alone or in any batch. The grid (splits_max, kv heads x
-// head chunks, num_seqs) is sized from max_context_len (splits_max = min(M, ceil(max / 128)) is
+// head chunks, num_seqs) is sized from max_context_len (splits_max = min(M, ceil(max / 256)) is
 // the most splits any n <= max can have), so a captured graph replays with any contexts; CTAs
 // past their sequence's splits exit at once.
 //   Pass 1: one CTA per (split, kv head, up to G = 8 of its query heads, sequence) reads each
@@ -42,8 +44,8 @@
 // K/V loads carry an L2 evict-first hint: they are read once, and the partials written for
 // pass 2 then tend to stay in L2.
 //   Bytes: each K/V element once per KV head group, 4 n d nkv per sequence, plus q, out and,
-// with several splits, (d + 2) floats per split and query head written and read back (~3% at
-// 128-key splits, d = 128, 2 heads per KV head).
+// with several splits, (d + 2) floats per split and query head written and read back (~1.6% at
+// 256-key splits, d = 128, 2 heads per KV head).
 #include <cmath>
 
 #include "kernels/cuda/bf16_vec.cuh"
@@ -63,7 +65,7 @@ constexpr int kSmemBytes = kWarps * kStages * kStageBytes;  // 64 KB per CTA
 constexpr int kCtasPerSm = 3;              // what 64 KB of shared memory per CTA allows
 // ... asking <= 168 registers; 8 heads per CTA need more (q and acc alone are 128), so 2.
 constexpr int min_ctas_per_sm(int G) { return G >= 8 ? 2 : kCtasPerSm; }
-constexpr int kSplitUnit = 128;            // splits cover multiples of this many keys
+constexpr int kSplitUnit = 256;            // splits cover multiples of this many keys
 constexpr int kBaseMaxSplits = 16;         // M for models with >= 8 CTAs of heads per sequence
 constexpr int kLoneSeqCtas = 128;          // ... and otherwise enough splits for this many CTAs
 constexpr int kMaxSplitsCap = 128;
@@ -85,7 +87,7 @@ struct DecodeParams {
   int max_blocks;
   int max_context_len;
   int max_splits;               // M: the most splits of one sequence (shape only)
-  int grid_splits;              // min(M, ceil(max_context_len / 128)): grid x, workspace slots
+  int grid_splits;              // min(M, ceil(max_context_len / 256)): grid x, workspace slots
   float scale_log2;             // scale * log2(e)
 };
 
@@ -99,7 +101,7 @@ __host__ __device__ __forceinline__ int split_count(int n, int max_splits) {
   return n > 0 ? (n + split_len(n, max_splits) - 1) / split_len(n, max_splits) : 1;
 }
 // The most splits any context of at most max_context_len keys has: split_count(n) is n's
-// 128-key unit count while that is <= M, and at most M after.
+// 256-key unit count while that is <= M, and at most M after.
 int grid_splits(int max_context_len, int max_splits) {
   const int64_t units = (int64_t{max_context_len} + kSplitUnit - 1) / kSplitUnit;
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(units, max_splits)));

@@ -1,5 +1,26 @@
-// The GPU sampler (sampler.h): one block of 512 threads per row, the row read from global
-// memory (L2) in a few passes, never sorted whole.
+// The GPU sampler (sampler.h). Two kernels, queued back to back:
+//   chunk_kernel: the split path, for the common rows (greedy, or temperature alone: no top-k
+//     < V, top-p, min-p, penalty or ban list, and max_logprobs == 0). Each row is cut into
+//     chunks of 8192 logits, one block of 512 threads per chunk (2 16-byte loads per thread),
+//     so a row is read by ceil(V / 8192) SMs at once (19 for V = 151936) and a batch of R rows
+//     by 19 R blocks over the whole GPU. A block reads its chunk once into registers and leaves
+//     32 bytes: the raw argmax (greedy), the race winner (temperature), the raw log-sum-exp.
+//   sample_kernel: one block per row. A split row's block combines its <= 32 partials in one
+//     warp (fixed order) and writes token and logprob; every other row runs the one-block path
+//     below from the start.
+// Both kernels ask fast_row() with the same arguments, so they agree on which path a row takes.
+// The split path reads each logit once (R V 2 bytes; ~18 us for R = 256 on an H200): greedy
+// does ~7 operations per logit, well under the memory time. Temperature-only rows are bound by
+// the race: scoring one logit in full (splitmix64, two logs, doubles) costs ~80 operations,
+// which made that case compute bound. The split path scores in full only the logits that can
+// still win: it first scores the largest logit of each group of 4 lanes (128 per chunk), takes
+// their best score b, then tests every logit with the hash alone and a conservative bound
+// (may_reach: score <= v - log(1 - u) + 5e-6 < b, checked with a 1e-3 margin); the ~10-30 that
+// pass are scored in full by consecutive threads. The winner (max score, then lowest id) is
+// therefore exactly the one-block path's, and so is the token, bit for bit, for any seed.
+//
+// The one-block path: one block of 512 threads per row, the row read from global memory (L2)
+// in a few passes, never sorted whole.
 //
 // Keys. Every element gets a 50-bit key, (order-preserving bits of its float) << 18 | (2^18 - 1
 // - id), so that "larger key" is exactly the CPU's order (higher value, then lower id) and keys
@@ -11,16 +32,16 @@
 // and finished there.
 //
 // Passes over the row (V bf16 each, from L2 after the first), by the settings of the row:
-//   greedy: 1 (log-sum-exp of the raw logits + argmax);  temperature alone: 1 (+ the race);
-//   + min_p alone: 2;  top-k (with any top-p / min-p) whose candidates fit kCap: 2 (level-0
-//   counts in pass 1, then gather, sort and finish in shared memory);  top-p alone: 2 when the
-//   best <= kCap candidates hold the top-p set (gathered with the exact total mass), else a few
-//   digit passes with mass histograms, then a race pass;  logprobs N > 0: +1 (gather the top-N
-//   raw logits), more only when ties overflow kCap.
-// Measured on an H200 (R = 256, V = 151936, 2 blocks per SM): greedy ~110 us (~700 GB/s of
-// logits), top-k 50 + top-p 0.9 ~200 us, temperature alone ~380 us (the race hashes and logs
-// every id), top-p 0.9 over sets larger than kCap ~1 ms (64-bit shared atomics of the mass
-// histograms collide on the few bins the logits crowd into; warp-aggregating them was slower).
+//   greedy or temperature alone with logprobs or lists: 1 (+ the race);  + min_p alone: 2;
+//   top-k (with any top-p / min-p) whose candidates fit kCap: 2 (level-0 counts in pass 1, then
+//   gather, sort and finish in shared memory);  top-p alone: 2 when the best <= kCap
+//   candidates hold the top-p set (gathered with the exact total mass), else a few digit
+//   passes with mass histograms, then a race pass;  logprobs N > 0: +1 (gather the top-N raw
+//   logits), more only when ties overflow kCap.
+// Measured on an H200 before the split path (R = 256, V = 151936, 2 blocks per SM): greedy
+// ~110 us, top-k 50 + top-p 0.9 ~200 us, temperature alone ~380 us, top-p 0.9 over sets larger
+// than kCap ~1 ms (64-bit shared atomics of the mass histograms collide on the few bins the
+// logits crowd into; warp-aggregating them was slower). The filtered rows still take this path.
 //
 // Penalties and bans. The row's history and banned ids are deduplicated by a hash table in the
 // workspace (atomicCAS on the id, atomic adds of the output counts), then compacted in place
@@ -44,9 +65,34 @@ using namespace sampler_detail;
 constexpr uint32_t kEmpty = 0xFFFFFFFFu;
 constexpr uint32_t kFlagHistory = 1u, kFlagBanned = 2u, kCountOne = 4u;  // payload: count << 2 | flags
 
+// What one chunk of a split row leaves for the finishing block (32 bytes). Greedy rows fill
+// best_*, temperature-only rows race_*; both fill the raw log-sum-exp.
+struct Partial {
+  double race_s;  // the chunk's race winner: score and id (INT_MAX: none)
+  int race_id;
+  int best_id;    // the chunk's raw argmax, lowest id on ties (INT_MAX: none)
+  float best_v;
+  float lse_mx, lse_s;  // raw logits: max and sum of exp(x - max)
+  int unused;
+};
+static_assert(sizeof(Partial) == 32, "partials are 32 bytes");
+
+// Rows are split into chunks of kChunk elements: kChunkVecs 16-byte vectors per thread.
+constexpr int kChunkVecs = 2;
+constexpr int kChunkVecsPerBlock = kThreads * kChunkVecs;
+constexpr int kChunk = kChunkVecsPerBlock * 8;  // 8192
+constexpr int kQueue = 1024;                    // race candidates a chunk can defer
+constexpr int kGroup = 4;                       // lanes per first-guess candidate
+constexpr int kGuesses = kThreads / kGroup;     // 128 first guesses per chunk
+static_assert(kSamplerMaxVocab / kChunk <= 32, "a warp combines a row's chunks");
+
+__host__ __device__ constexpr int num_chunks(int64_t V) { return static_cast<int>((V + kChunk - 1) / kChunk); }
+
 struct Args {
   const uint16_t* logits;  // (R, V)
-  int V, N;
+  int R, V, N;
+  bool split;        // split the fast rows over chunks (else every row is one block's)
+  Partial* parts;    // (R, num_chunks(V)) for the split rows
   SamplerParams p;
   const int32_t* hist_off;  // (R + 1,) or null
   const int32_t* hist_ids;
@@ -138,6 +184,236 @@ __device__ void setup_overrides(const Args& a, int r, const Smem& sm, Row& row) 
   row.n_ov = static_cast<int>(out);
 }
 
+// ---- The split path: greedy and temperature-only rows with no token lists and no logprobs.
+
+struct FastRow {
+  bool greedy;
+  float inv_t;     // 1/T (sampled rows)
+  uint64_t noise;  // the race's row base (sampled rows)
+};
+
+// Whether row r takes the split path. Both kernels ask, with the same answer: the rows the
+// one-block path would sample in its first pass alone (no top-k < V, top-p, min-p, lists).
+__device__ bool fast_row(const Args& a, int r, FastRow& f) {
+  if (!a.split || a.N > 0) return false;
+  if (a.hist_off && a.hist_off[r + 1] > a.hist_off[r]) return false;
+  if (a.ban_off && a.ban_off[r + 1] > a.ban_off[r]) return false;
+  const float temp = a.p.temperature[r];
+  f = {temp <= 0.f, 1.f, 0};
+  if (f.greedy) return true;
+  const int k = a.p.top_k[r];
+  if ((k > 0 && k < a.V) || a.p.top_p[r] < 1.f || a.p.min_p[r] > 0.f) return false;
+  f.inv_t = __fdiv_rn(1.f, temp);
+  f.noise = a.p.seed[r] ^ (a.p.step[r] * kGolden);
+  return true;
+}
+
+// One chunk of a row: vectors [v0, v1) of the row's 16-byte-aligned body; chunk 0 also owns the
+// unaligned head (< 8 elements) and tail (< 8). The split depends only on V and the row's
+// address, never on the batch, and every thread visits its elements in increasing id order.
+struct Chunk {
+  const uint16_t* x;
+  int V, head, tail, v0, v1;
+  bool edges;
+};
+__device__ Chunk chunk_of(const uint16_t* x, int V, int c) {
+  int head = static_cast<int>(((16u - (reinterpret_cast<uintptr_t>(x) & 15u)) & 15u) >> 1);
+  if (head > V) head = V;
+  const int nvec = (V - head) >> 3;
+  const int v0 = c * kChunkVecsPerBlock;
+  const int v1 = nvec < v0 + kChunkVecsPerBlock ? nvec : v0 + kChunkVecsPerBlock;
+  return {x, V, head, head + nvec * 8, v0, v1, c == 0};
+}
+
+// The chunk's vectors, held in registers: read from memory once, walked several times.
+struct Held {
+  uint4 pk[kChunkVecs];
+};
+__device__ __forceinline__ void load(const Chunk& ch, Held& h) {
+  const uint4* xv = reinterpret_cast<const uint4*>(ch.x + ch.head);
+#pragma unroll
+  for (int j = 0; j < kChunkVecs; ++j) {
+    const int vi = ch.v0 + j * kThreads + static_cast<int>(threadIdx.x);
+    h.pk[j] = vi < ch.v1 ? __ldcs(xv + vi) : make_uint4(0, 0, 0, 0);  // read once: stream it
+  }
+}
+// f(id, raw logit) for this thread's elements, ids increasing.
+template <typename F>
+__device__ __forceinline__ void each_held(const Chunk& ch, const Held& h, F&& f) {
+  const int t = static_cast<int>(threadIdx.x);
+  if (ch.edges && t < ch.head) f(t, bf16_bits_to_float(__ldg(ch.x + t)));
+#pragma unroll
+  for (int j = 0; j < kChunkVecs; ++j) {
+    const int vi = ch.v0 + j * kThreads + t;
+    if (vi >= ch.v1) continue;
+    const int base = ch.head + vi * 8;
+    const uint32_t w[4] = {h.pk[j].x, h.pk[j].y, h.pk[j].z, h.pk[j].w};
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      f(base + 2 * q, __uint_as_float(w[q] << 16));
+      f(base + 2 * q + 1, __uint_as_float(w[q] & 0xFFFF0000u));
+    }
+  }
+  if (ch.edges && ch.tail + t < ch.V) f(ch.tail + t, bf16_bits_to_float(__ldg(ch.x + ch.tail + t)));
+}
+
+// The race filter. Whether element (v, id) can score >= b, where b_lo <= b: false only when
+// its race score (race_score, as computed, roundings included) is certainly < b.
+// Why it holds: with q = 1 - u, E = -log u >= q, and the float pipeline of log_noise loses at
+// most ~5e-6, so score <= v - log q + 5e-6. The top 32 noise bits m give q >= ~m * 2^-32
+// (u <= (m53 + 1) / 2^53 for the 53-bit m53), truncated further to 23 bits so that it is one
+// float OR; q = 0 (u rounded to 1, score +inf) gives 0 and always passes. The threshold
+// exp(v - b) gets a 1e-3 relative margin, far above the error of ex2.approx and of v - b_lo.
+// An element passes with probability ~exp(v - b): only near-winners do.
+__device__ __forceinline__ bool may_reach(float v, uint64_t noise, int id, float b_lo) {
+  const uint32_t not_hi = ~static_cast<uint32_t>(noise_bits(noise, static_cast<uint64_t>(id)) >> 32);
+  const float q_lo = __uint_as_float(0x3F800000u | (not_hi >> 9)) - 1.f;
+  constexpr float kLog2e = 1.4426950408889634f, kLog2Margin = 1.4419741739e-3f;  // log2(1.001)
+  const float th = ex2_approx(fmaf(v - b_lo, kLog2e, kLog2Margin));
+  return !(q_lo > th);
+}
+
+// A first lower bound on the chunk's race winner: the exact score of the largest logit of each
+// group of kGroup lanes (kGuesses of them, scored by kGuesses threads only, so that only
+// kGuesses / 32 warps pay for the full-precision noise).
+__device__ RaceBest first_guess(const ArgMax& mine, const FastRow& f) {
+  __shared__ uint2 guess[kGuesses];
+  ArgMax g = mine;
+#pragma unroll
+  for (int o = 1; o < kGroup; o <<= 1) {
+    const ArgMax other = shfl_xor(g, o);
+    if (better(other, g)) g = other;
+  }
+  if (threadIdx.x % kGroup == 0) guess[threadIdx.x / kGroup] = make_uint2(static_cast<uint32_t>(g.id), __float_as_uint(g.v));
+  __syncthreads();
+  RaceBest c{-CUDART_INF, INT_MAX};
+  if (threadIdx.x < kGuesses) {
+    const uint2 e = guess[threadIdx.x];
+    const float v = __fmul_rn(__uint_as_float(e.y), f.inv_t);
+    if (e.x != static_cast<uint32_t>(INT_MAX) && v > -CUDART_INF_F) consider(c, v, f.noise, static_cast<int>(e.x));
+  }
+  return block_reduce(c, CombineRace{});  // (its barriers also retire `guess`)
+}
+
+// The chunk's race winner: exactly the best (score, then lowest id) of its candidates. Every
+// element that can reach the first guess b is deferred to a shared queue and scored there by
+// consecutive threads (few elements pass, and they would stall whole warps if scored in
+// place); if the queue overflows, every thread scores its own passing elements instead.
+__device__ RaceBest chunk_race(const Chunk& ch, const Held& h, const ArgMax& mine, const FastRow& f) {
+  __shared__ uint2 queue[kQueue];
+  __shared__ unsigned queued;
+  if (threadIdx.x == 0) queued = 0;
+  const RaceBest b = first_guess(mine, f);  // (its barriers publish `queued`)
+  // The bound's margin (1e-3) covers the double rounding of scores only while they are below
+  // ~1e12 (x / T of real logits is far below); past it, or with no finite guess, every
+  // candidate passes and is scored in full.
+  const float b_lo = fabs(b.s) < 1e12 ? __double2float_rd(b.s) : -CUDART_INF_F;
+  auto passes = [&](int i, float v) { return v > -CUDART_INF_F && may_reach(v, f.noise, i, b_lo); };
+  each_held(ch, h, [&](int i, float x) {
+    const float v = __fmul_rn(x, f.inv_t);
+    if (!passes(i, v)) return;
+    const unsigned pos = atomicAdd(&queued, 1u);
+    if (pos < kQueue) queue[pos] = make_uint2(static_cast<uint32_t>(i), __float_as_uint(v));
+  });
+  __syncthreads();
+  const unsigned n = queued;
+  RaceBest best = b;
+  if (n <= kQueue) {
+    for (unsigned k = threadIdx.x; k < n; k += kThreads) {
+      const uint2 e = queue[k];
+      consider(best, __uint_as_float(e.y), f.noise, static_cast<int>(e.x));
+    }
+  } else {
+    each_held(ch, h, [&](int i, float x) {
+      const float v = __fmul_rn(x, f.inv_t);
+      if (passes(i, v)) consider(best, v, f.noise, i);
+    });
+  }
+  return block_reduce(best, CombineRace{});  // (its barriers retire `queue` and `queued`)
+}
+
+// Chunk c of row r: one read of its logits into registers, then the raw argmax, the raw
+// log-sum-exp and (sampled rows) the race, all from registers.
+__device__ void chunk_pass(const Args& a, int r, int c, const FastRow& f, Partial* out) {
+  const Chunk ch = chunk_of(a.logits + int64_t{r} * a.V, a.V, c);
+  Held h;
+  load(ch, h);
+  // The raw argmax: ids increase, so a strict > keeps the lowest id of a tie. An -inf
+  // element is the argmax only when nothing is larger: look for the first one then.
+  ArgMax mine{-CUDART_INF_F, INT_MAX};
+  each_held(ch, h, [&](int i, float x) {
+    if (x > mine.v) mine = {x, i};
+  });
+  if (mine.id == INT_MAX)
+    each_held(ch, h, [&](int i, float x) {
+      if (x == -CUDART_INF_F && i < mine.id) mine.id = i;
+    });
+  // The raw log-sum-exp around this thread's max (logprobs need 1e-3, not bits).
+  Lse lse{mine.v, 0.f};
+  if (mine.v > -CUDART_INF_F) {
+    const float mx = mine.v;
+    each_held(ch, h, [&](int, float x) { lse.s += ex2_approx(__fsub_rn(x, mx) * 1.4426950408889634f); });
+  }
+  Partial p{};
+  p.race_s = -CUDART_INF;
+  p.race_id = INT_MAX;
+  p.best_v = -CUDART_INF_F;
+  p.best_id = INT_MAX;
+  if (f.greedy) {
+    const ArgMax best = block_reduce(mine, CombineArgMax{});
+    p.best_v = best.v;
+    p.best_id = best.id;
+  } else {
+    const RaceBest race = chunk_race(ch, h, mine, f);
+    p.race_s = race.s;
+    p.race_id = race.id;
+  }
+  lse = block_reduce(lse, CombineLse{});
+  p.lse_mx = lse.mx;
+  p.lse_s = lse.s;
+  if (threadIdx.x == 0) *out = p;
+}
+
+// Pass 1 of the split rows: block (c, y) takes chunk c of rows y, y + gridDim.y, ...; the
+// other rows' blocks return at once.
+__global__ void __launch_bounds__(kThreads, 3) chunk_kernel(Args a) {
+  const int c = blockIdx.x, nch = gridDim.x;
+  for (int r = blockIdx.y; r < a.R; r += gridDim.y) {
+    FastRow f;
+    if (!fast_row(a, r, f)) continue;  // block-uniform
+    chunk_pass(a, r, c, f, a.parts + int64_t{r} * nch + c);
+  }
+}
+
+// Pass 2 of a split row, by warp 0 of its block: the chunks' partials combined in a fixed
+// order (so the logprob is reproducible), the token as the one-block path picks it.
+__device__ void finish_split_row(const Args& a, int r, const FastRow& f) {
+  const int nch = num_chunks(a.V), lane = static_cast<int>(threadIdx.x);
+  Lse lse{-CUDART_INF_F, 0.f};
+  ArgMax best{-CUDART_INF_F, INT_MAX};
+  RaceBest race{-CUDART_INF, INT_MAX};
+  for (int c = lane; c < nch; c += 32) {
+    const Partial p = a.parts[int64_t{r} * nch + c];
+    lse = CombineLse{}(lse, Lse{p.lse_mx, p.lse_s});
+    best = CombineArgMax{}(best, ArgMax{p.best_v, p.best_id});
+    race = CombineRace{}(race, RaceBest{p.race_s, p.race_id});
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    lse = CombineLse{}(lse, shfl_xor(lse, o));
+    best = CombineArgMax{}(best, shfl_xor(best, o));
+    race = CombineRace{}(race, shfl_xor(race, o));
+  }
+  if (lane != 0) return;
+  // Sampled: the race winner; none only when every l is -inf or NaN (the one-block path's
+  // "everything banned": 0).
+  int token = f.greedy ? best.id : (race.id != INT_MAX ? race.id : 0);
+  if (token < 0 || token >= a.V) token = 0;  // only NaN logits get here
+  const float log_z = lse.mx + logf(lse.s);
+  a.out.token[r] = token;
+  a.out.logprob[r] = bf16_bits_to_float(a.logits[int64_t{r} * a.V + token]) - log_z;
+}
+
 // top-k, then top-p, then min-p, then the race (rows with at least one filter on). sm.cnt holds
 // the level-0 counts of the candidates when top-k or top-p is on.
 __device__ int sample_filtered(const Row& row, const Smem& sm, float m, int finite, int top_k, bool k_on,
@@ -184,6 +460,13 @@ __global__ void __launch_bounds__(kThreads, 2) sample_kernel(Args a) {
   const Smem sm{smem, smem + kCap, reinterpret_cast<uint32_t*>(smem + kCap + kBins),
                 reinterpret_cast<uint32_t*>(smem + kCap + kBins) + kBins};
   const int r = blockIdx.x, V = a.V;
+  {
+    FastRow f;
+    if (fast_row(a, r, f)) {  // block-uniform: pass 1 was chunk_kernel's
+      if (threadIdx.x < 32) finish_split_row(a, r, f);
+      return;
+    }
+  }
   const float temp = a.p.temperature[r];
   Row row{a.logits + int64_t{r} * V, V, temp <= 0.f, 1.f, false, sm.bitmap, nullptr, 0};
   if (!row.greedy) row.inv_t = __fdiv_rn(1.f, temp);
@@ -272,8 +555,9 @@ __global__ void __launch_bounds__(kThreads, 2) sample_kernel(Args a) {
 
 }  // namespace
 
-size_t sample_workspace_bytes(int64_t list_tokens) {
-  return list_tokens > 0 ? static_cast<size_t>(list_tokens) * 16 : 0;
+size_t sample_workspace_bytes(int64_t R, int64_t V, int64_t list_tokens) {
+  const int64_t parts = R > 0 && V > 0 ? R * num_chunks(V < kSamplerMaxVocab ? V : kSamplerMaxVocab) : 0;
+  return static_cast<size_t>(parts) * sizeof(Partial) + (list_tokens > 0 ? static_cast<size_t>(list_tokens) * 16 : 0);
 }
 
 void sample(const void* logits, int64_t R, int64_t V, const SamplerParams& params,
@@ -305,28 +589,39 @@ void sample(const void* logits, int64_t R, int64_t V, const SamplerParams& param
   require(max_logprobs == 0 || (out.top_ids && out.top_logprobs), op,
           "out.top_ids / out.top_logprobs are null with max_logprobs > 0");
   const bool lists = history.offsets || banned.offsets;
-  require(!lists || workspace_bytes >= sample_workspace_bytes(list_tokens), op,
-          "workspace_bytes " + std::to_string(workspace_bytes) + " < sample_workspace_bytes(" +
-              std::to_string(list_tokens) + ")");
-  require(!lists || list_tokens == 0 || (workspace && reinterpret_cast<uintptr_t>(workspace) % 16 == 0), op,
+  const size_t need = sample_workspace_bytes(R, V, lists ? list_tokens : 0);
+  require(workspace_bytes >= need, op,
+          "workspace_bytes " + std::to_string(workspace_bytes) + " < sample_workspace_bytes(" + std::to_string(R) +
+              ", " + std::to_string(V) + ", " + std::to_string(lists ? list_tokens : 0) + ") = " + std::to_string(need));
+  require(workspace && reinterpret_cast<uintptr_t>(workspace) % 16 == 0, op,
           "workspace must be non-null and 16-byte aligned");
 
   Args a{};
   a.logits = static_cast<const uint16_t*>(logits);
+  a.R = static_cast<int>(R);
   a.V = static_cast<int>(V);
   a.N = max_logprobs;
+  a.split = params.split_rows && max_logprobs == 0;
+  const int nch = num_chunks(V);
+  const size_t part_bytes = static_cast<size_t>(R) * static_cast<size_t>(nch) * sizeof(Partial);
+  a.parts = static_cast<Partial*>(workspace);
   a.p = params;
   a.hist_off = history.offsets;
   a.hist_ids = history.ids;
   a.num_prompt = num_prompt_tokens;
   a.ban_off = banned.offsets;
   a.ban_ids = banned.ids;
-  a.table = static_cast<uint32_t*>(workspace);
-  a.table_slots = lists && workspace ? static_cast<int64_t>(workspace_bytes / 8) : 0;
+  a.table = reinterpret_cast<uint32_t*>(static_cast<char*>(workspace) + part_bytes);
+  a.table_slots = lists ? static_cast<int64_t>((workspace_bytes - part_bytes) / 8) : 0;
   a.out = out;
   const size_t smem = smem_bytes(V);
   NANOVLLM_CUDA_CHECK(cudaFuncSetAttribute(sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            static_cast<int>(smem)));
+  if (a.split) {
+    const dim3 grid(static_cast<unsigned>(nch), static_cast<unsigned>(R < 65535 ? R : 65535));
+    chunk_kernel<<<grid, kThreads, 0, stream>>>(a);
+    NANOVLLM_CUDA_CHECK_LAUNCH();
+  }
   sample_kernel<<<static_cast<unsigned>(R), kThreads, smem, stream>>>(a);
   NANOVLLM_CUDA_CHECK_LAUNCH();
 }

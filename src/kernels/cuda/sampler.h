@@ -10,8 +10,10 @@
 //      top-p prefix (relative to the kept mass, at least one token), drop p < min_p * p_max,
 //      and pick argmax p_i / E_i, E_i = -log u(seed, step, i) (runtime/sampling.h, bit-exact).
 // No full-vocabulary sort: the top-k and top-p boundaries are found by radix selection over
-// order-preserving integer keys (docs in sampler.cu). A row's token depends only on that row's
-// logits and settings, never on the other rows or its position in the batch.
+// order-preserving integer keys (docs in sampler.cu). Greedy and temperature-only rows (no
+// lists, no logprobs) are split over several blocks each, with the same results. A row's token
+// depends only on that row's logits and settings, never on the other rows or its position in
+// the batch.
 //
 // Plain C++17 over raw device pointers (like ops.h). The launcher checks its preconditions
 // and throws nanovllm::Error naming the op and the argument, queues its work on `stream` and
@@ -41,6 +43,10 @@ struct SamplerParams {
   const float* frequency_penalty = nullptr;   // (R,) 0: off
   const uint64_t* seed = nullptr;             // (R,)
   const uint64_t* step = nullptr;             // (R,) the row's output index
+  // A host-side hint, not a device array: false when the caller knows no row takes the split
+  // path (greedy or temperature-only, no lists, max_logprobs == 0), which saves a launch.
+  // Either value samples the same tokens.
+  bool split_rows = true;
 };
 
 // Token lists in CSR: row r owns ids[offsets[r] .. offsets[r + 1]). offsets (R + 1,) int32,
@@ -60,9 +66,11 @@ struct SamplerResults {
   float* top_logprobs = nullptr;  // (R, max_logprobs)
 };
 
-// Bytes of workspace for penalty and ban lists of `list_tokens` ids in all (history + banned,
-// all rows together): a per-row hash table that deduplicates them, 16 bytes per id.
-size_t sample_workspace_bytes(int64_t list_tokens);
+// Bytes of workspace for R rows of V logits with penalty and ban lists of `list_tokens` ids in
+// all (history + banned, all rows together): 32 bytes per chunk of 8192 logits per row (the
+// split rows' partial results), then a per-row hash table that deduplicates the lists, 16 bytes
+// per id. Size it once for the largest batch: a smaller R needs less.
+size_t sample_workspace_bytes(int64_t R, int64_t V, int64_t list_tokens);
 
 // Samples one token per row of logits (R, V) bf16 (any 2-byte alignment).
 //   history: each row's prompt + output tokens, for the penalties; give a row a list only when
@@ -75,8 +83,8 @@ size_t sample_workspace_bytes(int64_t list_tokens);
 //     workspace is checked against it). The kernel never reads or writes outside the
 //     workspace: a row whose lists would not fit is sampled without them.
 //   max_logprobs: N in [0, kSamplerMaxLogprobs], the top-N width of out.top_*.
-//   workspace: sample_workspace_bytes(list_tokens) bytes or more, 16-byte aligned; may be
-//     null when that is 0.
+//   workspace: sample_workspace_bytes(R, V, list_tokens) bytes or more (list_tokens may count
+//     as 0 when both lists are null), 16-byte aligned, never null.
 // Does nothing when R == 0.
 void sample(const void* logits, int64_t R, int64_t V, const SamplerParams& params,
             const SamplerTokenLists& history, const int32_t* num_prompt_tokens,

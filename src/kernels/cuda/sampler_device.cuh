@@ -1,6 +1,7 @@
 // Device building blocks of the sampler (sampler.cu): order-preserving keys, the counter-based
-// noise, the walk over a bf16 row, block reductions and scans, a bitonic sort of up to kCap
-// keys, and the digit-bin search of the radix selection. One block of kThreads per row.
+// noise (its raw bits too, for the split path's race filter), the walk over a bf16 row, block
+// reductions and scans, a bitonic sort of up to kCap keys, and the digit-bin search of the radix
+// selection. Blocks of kThreads, per row (one-block path) or per chunk of a row (split path).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -59,13 +60,16 @@ __device__ __forceinline__ uint64_t mass_target(float top_p, uint64_t base) {
 // row_base = seed ^ (step * golden). Returns log E, E = -log u, in float: the race compares
 // v - log E (log of p / E up to the row's constant), in double.
 constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
-__device__ __forceinline__ double uniform(uint64_t row_base, uint64_t index) {
+// The 64 random bits behind u (splitmix64 of the counter); u = ((bits >> 11) + 0.5) / 2^53.
+__device__ __forceinline__ uint64_t noise_bits(uint64_t row_base, uint64_t index) {
   uint64_t z = row_base ^ (index * 0xC2B2AE3D27D4EB4Full);
   z += kGolden;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return (static_cast<double>(z >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+  return z ^ (z >> 31);
+}
+__device__ __forceinline__ double uniform(uint64_t row_base, uint64_t index) {
+  return (static_cast<double>(noise_bits(row_base, index) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 }
 __device__ __forceinline__ float log_noise(uint64_t row_base, int index) {
   const double u = uniform(row_base, static_cast<uint64_t>(index));
@@ -75,6 +79,15 @@ __device__ __forceinline__ float log_noise(uint64_t row_base, int index) {
 }
 __device__ __forceinline__ double race_score(float v, uint64_t row_base, int id) {
   return static_cast<double>(v) - static_cast<double>(log_noise(row_base, id));
+}
+
+// 2^x by the hardware approximation (relative error ~2^-22; results under 2^-126 flush to 0).
+// Only for the log-sum-exp behind logprobs and for the conservative race filter below, never for
+// a decision that must match the CPU bit for bit.
+__device__ __forceinline__ float ex2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
 }
 
 // ---- Reductions. Each returns the block's result to every thread; ties go to the lower id,
