@@ -670,9 +670,19 @@ TEST(CudaAttentionPerf, DecodeTiming) {
   time_decode(stream, mixed, 4096, "256 seqs x 100-2048 ctx (bound 4096)");
 }
 
+// Forces the d = 128 prefill variant ("wide" or "dual", see paged_attention_prefill.cu) for
+// its lifetime through NANOVLLM_PREFILL_D128, which the launcher reads at every call.
+class ForcePrefillVariant {
+ public:
+  explicit ForcePrefillVariant(const char* variant) { setenv("NANOVLLM_PREFILL_D128", variant, 1); }
+  ~ForcePrefillVariant() { unsetenv("NANOVLLM_PREFILL_D128"); }
+  ForcePrefillVariant(const ForcePrefillVariant&) = delete;
+  ForcePrefillVariant& operator=(const ForcePrefillVariant&) = delete;
+};
+
 // Prefill timing of n_seqs prompts of T tokens each (causal, whole prompts), blocks of bs
 // scattered over the pool. FLOPs count the visible (query, key) pairs: 4 d nh sum_rows keys.
-void time_prefill(int n_seqs, int T, int nh, int nkv, int d, int bs) {
+void time_prefill(int n_seqs, int T, int nh, int nkv, int d, int bs, const char* variant = "auto") {
   Stream stream;
   const int64_t tokens = int64_t(n_seqs) * T;
   const int blocks_per_seq = (T + bs - 1) / bs;
@@ -701,8 +711,9 @@ void time_prefill(int n_seqs, int T, int nh, int nkv, int d, int bs) {
   EXPECT_EQ(count_nonfinite(out), 0u);
   const double flops = 4.0 * nh * d * n_seqs * (double(T) * (T + 1) / 2);  // causal: visible pairs
   const double bytes = double(tokens) * (nh + 2 * nkv) * d * 2 + double(tokens) * nh * d * 2;
-  std::printf("[ CudaAttention ] timing prefill %d x %d tokens causal, %d/%d heads, d=%d, bs=%d: %.3f ms, "
-              "%.1f TFLOP/s, %.0f GB/s\n", n_seqs, T, nh, nkv, d, bs, ms, flops / ms / 1e9, bytes / ms / 1e6);
+  std::printf("[ CudaAttention ] timing prefill %d x %d tokens causal, %d/%d heads, d=%d, bs=%d, %s: %.3f ms, "
+              "%.1f TFLOP/s, %.0f GB/s\n", n_seqs, T, nh, nkv, d, bs, variant, ms, flops / ms / 1e9,
+              bytes / ms / 1e6);
 }
 
 // Prefill: one 4096-token prompt and one of 1024, 16 query / 8 KV heads, and Qwen3-8B's shape
@@ -713,6 +724,13 @@ TEST(CudaAttentionPerf, PrefillTiming) {
   time_prefill(1, 4096, 16, 8, 128, 256);
   time_prefill(1, 1024, 16, 8, 128, 256);
   time_prefill(8, 4096, 32, 8, 128, 256);
+  // Each d = 128 variant forced (the lines above show the host's pick).
+  for (const char* variant : {"wide", "dual"}) {
+    const ForcePrefillVariant force(variant);
+    time_prefill(1, 4096, 16, 8, 128, 256, variant);
+    time_prefill(1, 1024, 16, 8, 128, 256, variant);
+    time_prefill(8, 4096, 32, 8, 128, 256, variant);
+  }
 }
 
 // ---- Argument checks: on the host, before any CUDA call, so they run without a GPU ----
@@ -741,7 +759,7 @@ TEST(CudaAttentionArgs, RejectedBeforeAnyLaunch) {
     EXPECT_NE(std::string(e.what()).find("workspace"), std::string::npos) << e.what();
   }
   // Workspace sizes: none for short contexts; the maximum covers every smaller batch.
-  EXPECT_EQ(gpu::paged_attention_decode_workspace_bytes(64, 16, 8, 128, 128), 0u);
+  EXPECT_EQ(gpu::paged_attention_decode_workspace_bytes(64, 16, 8, 128, 256), 0u);
   const size_t big = gpu::paged_attention_decode_workspace_bytes(256, 32, 8, 128, 32768);
   for (int n : {1, 7, 64, 255})
     EXPECT_LE(gpu::paged_attention_decode_workspace_bytes(n, 32, 8, 128, 32768), big) << n;
@@ -749,7 +767,7 @@ TEST(CudaAttentionArgs, RejectedBeforeAnyLaunch) {
   EXPECT_LE(big, size_t(256) * 32 * 16 * (128 + 2) * sizeof(float)) << "the workspace stays bounded";
   EXPECT_EQ(gpu::paged_attention_decode_workspace_bytes(8, 16, 8, 128, 1000),
             gpu::paged_attention_decode_workspace_bytes(8, 16, 8, 128, 1024))
-      << "the split count grows in steps of 128 keys";
+      << "the split count grows in steps of 256 keys";
   EXPECT_THROW(gpu::paged_attention_decode_workspace_bytes(4, 16, 8, 80, 100), Error);
   // Nothing to do: no sequences, no tokens.
   EXPECT_NO_THROW(gpu::paged_attention_decode(nullptr, 16, 8, 128, 0.1f, nullptr, nullptr, 16, 0, 0,
@@ -811,7 +829,10 @@ TEST(CudaAttentionPrefill, BatchInvariant) {
   const int nh = 16, nkv = 8, d = 128, bs = 16;
   const Seq mine = sanitizing() ? Seq{45, 150} : Seq{300, 1100};
   const Batch alone = make_batch(nh, nkv, d, bs, {mine});
-  const std::vector<Seq> others[] = {{{1, 50}, {3, 3}, mine}, {{77, 500}, mine, {1, 9}}};
+  // The last batch is large enough (>= 2 CTAs per SM on an H100 / H200) for the launcher to pick
+  // the dual d = 128 variant, where the lone sequence gets wide: the bits must still match.
+  std::vector<std::vector<Seq>> others = {{{1, 50}, {3, 3}, mine}, {{77, 500}, mine, {1, 9}}};
+  if (!sanitizing()) others.push_back({{2600, 2600}, mine});
   std::vector<uint16_t> first;
   {
     const std::vector<float> ref = reference(alone);
@@ -855,6 +876,58 @@ TEST(CudaAttentionPrefill, BatchInvariant) {
     const size_t n = size_t(mine.q_len) * nh * d, off = size_t(b.cu[at]) * nh * d;
     for (size_t i = 0; i < n; ++i) diff += out[off + i] != first[i];
     EXPECT_EQ(diff, 0u) << b.what() << ": output bits differ from the lone prefill";
+  }
+}
+
+// ---- The two d = 128 prefill variants (paged_attention_prefill.cu: "wide", 8 warps x 16 rows,
+// one CTA per SM; "dual", 4 warps x 32 rows, two CTAs per SM), each forced ----
+
+// Runs b under `variant`, checks it against ref, returns the output bits.
+std::vector<uint16_t> prefill_variant_bits(Stream& stream, const Batch& b, const std::vector<float>& ref,
+                                           const char* variant, Report& report) {
+  SCOPED_TRACE(b.what() + " variant=" + variant);
+  const ForcePrefillVariant force(variant);
+  DeviceBatch d(b);
+  run_prefill(d, b, stream);
+  stream.sync();
+  std::vector<uint16_t> out = d.out.download();
+  EXPECT_EQ(d.out.bad_guards(), 0u) << "wrote outside out";
+  const Stats st = compare(out, ref, b.T * b.nh, b.d);
+  EXPECT_CLOSE(st, b.what() + " variant=" + variant);
+  report.add(st);
+  return out;
+}
+
+// Tile edges of both variants (q_len around their 16- and 32-row warp slices and 128-row tiles,
+// groups 1 to 8 including 3, block sizes 1, 7, 64, 256, decode rows, empty query runs, chunks
+// over long prefixes): each matches the reference, and the two give the same bits for every
+// row. The launcher picks a variant by the size of the whole launch, so this bit equality is
+// what keeps a prompt's output independent of the batch around it.
+TEST(CudaAttentionPrefill, D128VariantsAgree) {
+  REQUIRE_GPU();
+  Stream stream;
+  Report wide{"prefill d128 wide"}, dual{"prefill d128 dual"};
+  const bool small = sanitizing();
+  for (int group : {1, 2, 3, 4, 8}) {
+    const int nkv = group == 8 ? 1 : 2;
+    std::vector<Seq> seqs = {{1, 1},    {15, 15},   {16, 16},   {31, 31}, {32, 32},  {33, 33},
+                             {127, 127}, {128, 128}, {129, 129}, {1, 65},  {63, 127}, {17, 208},
+                             {0, 0},    {1, small ? 300 : 3000}};
+    if (!small) {
+      seqs.push_back({257, 4097});  // a chunk over a long cached prefix
+      seqs.push_back({600, 600});
+    }
+    std::shuffle(seqs.begin(), seqs.end(), rng());
+    for (int bs : {1, 7, 64, 256}) {
+      if (small && bs != 7) continue;
+      const Batch b = make_batch(nkv * group, nkv, 128, bs, seqs, group % 2 ? 3.f : 1.f);
+      const std::vector<float> ref = reference(b);
+      const std::vector<uint16_t> w = prefill_variant_bits(stream, b, ref, "wide", wide);
+      const std::vector<uint16_t> u = prefill_variant_bits(stream, b, ref, "dual", dual);
+      size_t diff = 0;
+      for (size_t i = 0; i < w.size(); ++i) diff += w[i] != u[i];
+      EXPECT_EQ(diff, 0u) << b.what() << ": the wide and dual variants' output bits differ";
+    }
   }
 }
 
