@@ -17,6 +17,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <cstdlib>
+#include <functional>
 #include <numeric>
 #include <random>
 #include <string>
@@ -490,6 +492,68 @@ TEST(CudaKernelsArgs, RejectedBeforeAnyLaunch) {
     EXPECT_NE(std::string(e.what()).find("qk_norm_rope"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("63"), std::string::npos) << e.what();
   }
+}
+
+}  // namespace
+}  // namespace nanovllm
+
+namespace nanovllm {
+namespace {
+
+// Informational (no timed assertions): each elementwise kernel at a prefill step's size
+// (16,384 tokens of Qwen3-0.6B: H 1024, I 3072, 16 / 8 heads of 128) and at a decode step's
+// (256 tokens), best of 20 launches, with the bytes each must move (read + write) and the
+// bandwidth that gives. docs/performance.md records the lines against the copy ceiling.
+TEST(CudaKernelsPerf, ElementwiseTiming) {
+  REQUIRE_GPU();
+  if (std::getenv("NANOVLLM_GPU_SANITIZER")) GTEST_SKIP() << "no timings under compute-sanitizer";
+  const int64_t H = 1024, I = 3072, V = 151936;
+  const int nh = 16, nkv = 8, d = 128;
+  cudaEvent_t e0, e1;
+  NANOVLLM_CUDA_CHECK(cudaEventCreate(&e0));
+  NANOVLLM_CUDA_CHECK(cudaEventCreate(&e1));
+  auto time_it = [&](const char* name, int64_t T, double bytes, const std::function<void()>& launch) {
+    launch();
+    float best = 1e30f;
+    for (int r = 0; r < 20; ++r) {
+      NANOVLLM_CUDA_CHECK(cudaEventRecord(e0));
+      launch();
+      NANOVLLM_CUDA_CHECK(cudaEventRecord(e1));
+      NANOVLLM_CUDA_CHECK(cudaEventSynchronize(e1));
+      float ms = 0;
+      NANOVLLM_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+      best = std::min(best, ms);
+    }
+    std::printf("[ CudaKernels ] timing %-13s T=%-6lld %8.2f us %8.1f GB/s\n", name, static_cast<long long>(T),
+                best * 1e3, bytes / (best * 1e-3) / 1e9);
+  };
+  for (int64_t T : {int64_t{16384}, int64_t{256}}) {
+    const int64_t W = int64_t{nh + 2 * nkv} * d;
+    Bf16Buf x(T * H), res(T * H), w(H), gate_up(T * 2 * I), act(T * I), qkv(T * W), table(V * H);
+    Bf16Buf kc(T * nkv * d), vc(T * nkv * d), qn(d), kn(d);
+    DeviceBuf<float> cs(4096 * d);
+    DeviceBuf<int32_t> ids(T), pos(T), slots(T);
+    std::vector<int32_t> h(T);
+    for (int64_t i = 0; i < T; ++i) h[i] = static_cast<int32_t>((i * 7919) % V);
+    ids.upload(h);
+    for (int64_t i = 0; i < T; ++i) h[i] = static_cast<int32_t>(i % 4096);
+    pos.upload(h);
+    for (int64_t i = 0; i < T; ++i) h[i] = static_cast<int32_t>(i);
+    slots.upload(h);
+    const double row = 2.0 * H;  // bytes of one bf16 hidden row
+    time_it("embedding", T, 2 * row * T, [&] { gpu::embedding(ids.data(), table.data(), x.data(), T, V, H, nullptr); });
+    time_it("rms_norm", T, 2 * row * T, [&] { gpu::rms_norm(x.data(), w.data(), 1e-6f, res.data(), T, H, nullptr); });
+    time_it("add_rms_norm", T, 4 * row * T,
+            [&] { gpu::add_rms_norm(x.data(), res.data(), w.data(), 1e-6f, T, H, nullptr); });
+    time_it("silu_and_mul", T, 3.0 * 2 * I * T, [&] { gpu::silu_and_mul(gate_up.data(), act.data(), T, I, nullptr); });
+    time_it("qk_norm_rope", T, 2.0 * 2 * (nh + nkv) * d * T,
+            [&] { gpu::qk_norm_rope(qkv.data(), T, nh, nkv, d, qn.data(), kn.data(), 1e-6f, cs.data(), 4096, pos.data(),
+                                    nullptr); });
+    time_it("store_kv", T, 2.0 * 2 * 2 * nkv * d * T,
+            [&] { gpu::store_kv(qkv.data(), T, nh, nkv, d, kc.data(), vc.data(), T, slots.data(), nullptr); });
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
 }
 
 }  // namespace
