@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -179,10 +180,44 @@ bool heuristic_pick(cublasLtHandle_t h, const Descs& d, size_t workspace, int al
   return true;
 }
 
-// Times each deterministic candidate on the caller's own operands (its output is overwritten,
-// then rewritten by the real product) and keeps the fastest. Decode steps have few, fixed row
-// counts (the batch-size ladder), where cuBLASLt's heuristic often leaves most SMs idle; timing
-// costs a few milliseconds per shape, once, at start. Not while a graph is being captured.
+// GPU time of one `launch` (ms, averaged over kReps), measured on a CUDA graph of kReps
+// launches so that host launch overhead (several µs per cublasLtMatmul call, more than many
+// decode-size products take) does not hide the kernels' own speed. -1 if a launch refuses or
+// the capture fails.
+float graph_time_ms(cudaStream_t stream, const std::function<bool()>& launch, cudaEvent_t e0, cudaEvent_t e1) {
+  constexpr int kReps = 10;
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  if (cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  bool fine = true;
+  for (int r = 0; r < kReps && fine; ++r) fine = launch();
+  const cudaError_t end = cudaStreamEndCapture(stream, &graph);
+  if (!fine || end != cudaSuccess || !graph || cudaGraphInstantiate(&exec, graph, 0) != cudaSuccess) {
+    if (graph) cudaGraphDestroy(graph);
+    cudaGetLastError();
+    return -1;
+  }
+  cudaGraphDestroy(graph);
+  float ms = -1;
+  if (cudaGraphLaunch(exec, stream) == cudaSuccess && cudaEventRecord(e0, stream) == cudaSuccess &&
+      cudaGraphLaunch(exec, stream) == cudaSuccess && cudaEventRecord(e1, stream) == cudaSuccess &&
+      cudaEventSynchronize(e1) == cudaSuccess && cudaEventElapsedTime(&ms, e0, e1) == cudaSuccess)
+    ms /= kReps;
+  else
+    ms = -1;
+  cudaGraphExecDestroy(exec);
+  cudaGetLastError();
+  return ms;
+}
+
+// Times each deterministic candidate, and for M <= 8 our GEMV, on the caller's own operands
+// (its output is overwritten, then rewritten by the real product) and keeps the fastest.
+// Decode steps have few, fixed row counts (the batch-size ladder), where cuBLASLt's heuristic
+// often leaves SMs idle; timing costs a few milliseconds per shape, once, at start. Not while a
+// graph is being captured (the runner's eager warm-up makes every plan first).
 bool autotune(cublasLtHandle_t handle_, void* workspace_, size_t workspace_bytes_, const Descs& d,
               const CublasLtGemm::Operands& ops, cublasLtMatmulAlgo_t& best, float& best_ms, float& first_ms,
               bool& use_gemv) {
@@ -199,47 +234,37 @@ bool autotune(cublasLtHandle_t handle_, void* workspace_, size_t workspace_bytes
   NANOVLLM_CUDA_CHECK(cudaEventCreate(&e0));
   NANOVLLM_CUDA_CHECK(cudaEventCreate(&e1));
   const float one = 1.f, zero = 0.f;
-  auto run = [&](const cublasLtMatmulAlgo_t& a) {
-    return cublasLtMatmul(handle_, d.op, &one, ops.w, d.a, ops.x, d.b, &zero, ops.out, d.c, ops.out, d.c, &a,
-                          workspace_, workspace_bytes_, ops.stream) == CUBLAS_STATUS_SUCCESS;
-  };
-  constexpr int kReps = 5;
   best_ms = -1;
   for (size_t i = 0; i < cands.size(); ++i) {
-    if (!run(cands[i])) continue;  // warm-up; a candidate that cannot run is skipped
-    NANOVLLM_CUDA_CHECK(cudaEventRecord(e0, ops.stream));
-    bool fine = true;
-    for (int r = 0; r < kReps && fine; ++r) fine = run(cands[i]);
-    NANOVLLM_CUDA_CHECK(cudaEventRecord(e1, ops.stream));
-    NANOVLLM_CUDA_CHECK(cudaEventSynchronize(e1));
-    float ms = 0;
-    NANOVLLM_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-    ms /= kReps;
-    if (!fine) continue;
+    const cublasLtMatmulAlgo_t& a = cands[i];
+    auto run = [&] {
+      return cublasLtMatmul(handle_, d.op, &one, ops.w, d.a, ops.x, d.b, &zero, ops.out, d.c, ops.out, d.c, &a,
+                            workspace_, workspace_bytes_, ops.stream) == CUBLAS_STATUS_SUCCESS;
+    };
+    if (!run()) continue;  // eager first: a candidate that cannot run is skipped
+    const float ms = graph_time_ms(ops.stream, run, e0, e1);
+    if (ms < 0) continue;
     if (i == 0) first_ms = ms;
     if (best_ms < 0 || ms < best_ms) {
       best_ms = ms;
-      best = cands[i];
+      best = a;
     }
   }
-  if (gpu::gemv_supported(ops.M, ops.N, ops.K, ops.x, ops.w, ops.bias, ops.out)) {
-    auto gemv = [&] { gpu::gemv(ops.x, ops.w, ops.bias, ops.out, ops.M, ops.N, ops.K, ops.stream); };
+  if (best_ms >= 0 && gpu::gemv_supported(ops.M, ops.N, ops.K, ops.x, ops.w, ops.bias, ops.out)) {
+    auto gemv = [&] {
+      gpu::gemv(ops.x, ops.w, ops.bias, ops.out, ops.M, ops.N, ops.K, ops.stream);
+      return true;
+    };
     gemv();
-    NANOVLLM_CUDA_CHECK(cudaEventRecord(e0, ops.stream));
-    for (int r = 0; r < kReps; ++r) gemv();
-    NANOVLLM_CUDA_CHECK(cudaEventRecord(e1, ops.stream));
-    NANOVLLM_CUDA_CHECK(cudaEventSynchronize(e1));
-    float ms = 0;
-    NANOVLLM_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-    ms /= kReps;
-    if (best_ms < 0 || ms < best_ms) {
+    const float ms = graph_time_ms(ops.stream, gemv, e0, e1);
+    if (ms >= 0 && ms < best_ms) {
       best_ms = ms;
       use_gemv = true;
     }
   }
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
-  cudaGetLastError();  // a refused candidate leaves no sticky error, but clear any launch error
+  cudaGetLastError();
   return best_ms >= 0;
 }
 
