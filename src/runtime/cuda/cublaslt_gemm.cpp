@@ -290,11 +290,27 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key, const Operands& ops) 
     const auto ckey = std::make_tuple(N, K, bias, align);
     auto c = canonical_.find(ckey);
     if (c == canonical_.end()) {
-      Descs big = make_descs(kCanonicalM, N, K, bias);
       cublasLtMatmulAlgo_t a{};
-      std::string w;
-      const bool found = heuristic_pick(handle_, big, workspace_bytes_, align, a, w);
-      big.destroy();
+      bool found = false;
+      // A large first product (the runner's first is its profiling step, the largest prefill)
+      // times cuBLASLt's candidates on its own operands; a small one takes the heuristic's
+      // pick for M = 4096. Either way the one algorithm then serves every M.
+      constexpr int64_t kTimeFromM = 512;
+      if (autotune_ && M >= kTimeFromM) {
+        float t_ms = -1, f_ms = -1;
+        bool gemv = false;
+        found = autotune(handle_, workspace_, workspace_bytes_, d, ops, a, t_ms, f_ms, gemv) && !gemv;
+        if (found && gemm_log_on())
+          std::fprintf(stderr, "[gemm] canonical for N=%lld K=%lld timed at M=%lld: %.2f us (first choice %.2f us)\n",
+                       static_cast<long long>(N), static_cast<long long>(K), static_cast<long long>(M), 1e3 * t_ms,
+                       1e3 * f_ms);
+      }
+      if (!found) {
+        Descs big = make_descs(kCanonicalM, N, K, bias);
+        std::string w;
+        found = heuristic_pick(handle_, big, workspace_bytes_, align, a, w);
+        big.destroy();
+      }
       c = canonical_.emplace(ckey, std::make_pair(found, a)).first;
     }
     if (c->second.first) {

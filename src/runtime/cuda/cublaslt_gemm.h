@@ -37,6 +37,10 @@ class CublasLtGemm {
   // size). false (default): one algorithm per (N, K), chosen for a large M and used for every M,
   // so each row's bits do not depend on how many rows the product has.
   void set_per_shape(bool on) { per_shape_ = on; }
+  // false: plans made from now on take cuBLASLt's heuristic pick, untimed (the ceiling
+  // measurement: timing candidates first would run the GPU hot and lower what it measures).
+  void set_autotune(bool on) { autotune_ = on; }
+  bool autotuning() const { return autotune_; }
 
   struct Operands {  // one call's own pointers, for timing candidates on them
     const void *x, *w, *bias;
