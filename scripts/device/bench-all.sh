@@ -16,7 +16,8 @@ mkdir -p "$OUT"
 B=build/tools/nanovllm
 T=build/tests/gpu_tests
 echo "card: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | head -1)"
-echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+# The device's copy of the tree may carry a stale .git: pass COMMIT=<hash> to name the build.
+echo "commit: ${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown) (from the git of the copy, which may lag)}"
 run() {
   local name=$1
   shift
