@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <random>
 #include <sstream>
@@ -40,107 +41,79 @@ using test::floats;
 using test::ints;
 using test::rel_error;
 
-// ---- cuBLASLt linear against the CPU's float32 product of the same bf16 values ----
+// ---- matrix products against the CPU's float32 product of the same bf16 values ----
+// Random bf16 x (M, K), w (N, K) and bias (N,) on the device, out poisoned with NaN (every
+// element must be written); `product` fills out. Every element must be within one bf16
+// rounding plus float32 summation-order noise of the CPU's product; returns the relative error.
+using Product = std::function<void(Tensor& x, Tensor& w, Tensor* bias, Tensor& out)>;
+double check_product(Backend& gpu, std::mt19937& rng, int M, int N, int K, bool with_bias, const Product& product) {
+  std::normal_distribution<float> nd(0.f, 1.f);
+  auto make = [&](int64_t n, float scale) {
+    std::vector<uint16_t> b(n);
+    std::vector<float> f(n);
+    for (int64_t i = 0; i < n; ++i) {
+      b[i] = f32_to_bf16(nd(rng) * scale);
+      f[i] = bf16_to_f32(b[i]);
+    }
+    return std::make_pair(b, f);
+  };
+  auto [xb, xf] = make(int64_t{M} * K, 1.f);
+  auto [wb, wf] = make(int64_t{N} * K, 1.f / std::sqrt(float(K)));
+  auto [bb, bf] = make(N, 1.f);
+  Tensor x = gpu.empty({M, K}, DType::BF16), w = gpu.empty({N, K}, DType::BF16);
+  Tensor b = gpu.empty({N}, DType::BF16), out = gpu.empty({M, N}, DType::BF16);
+  gpu.copy_from_host(x, xb.data(), xb.size() * 2);
+  gpu.copy_from_host(w, wb.data(), wb.size() * 2);
+  gpu.copy_from_host(b, bb.data(), bb.size() * 2);
+  std::vector<uint16_t> poison(size_t(M) * N, 0x7fc1);
+  gpu.copy_from_host(out, poison.data(), poison.size() * 2);
+  product(x, w, with_bias ? &b : nullptr, out);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<uint16_t> got(size_t(M) * N);
+  gpu.copy_to_host(got.data(), out, got.size() * 2);
+  std::vector<float> ref(size_t(M) * N), gotf(got.size());
+  cpu::linear(xf.data(), wf.data(), with_bias ? bf.data() : nullptr, ref.data(), M, N, K);
+  size_t bad = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    gotf[i] = bf16_to_f32(got[i]);
+    if (!(std::fabs(gotf[i] - ref[i]) <= std::fabs(ref[i]) * (1.f / 128) + 1e-3f * std::sqrt(float(K)) / 8)) ++bad;
+  }
+  const double rel = rel_error(gotf.data(), ref.data(), ref.size());
+  EXPECT_EQ(bad, 0u) << "M=" << M << " N=" << N << " K=" << K << " bias=" << with_bias;
+  EXPECT_LT(rel, 4e-3) << "M=" << M << " N=" << N << " K=" << K;
+  return rel;
+}
+
+// cuBLASLt through the backend.
 TEST(CudaGemm, LinearMatchesCpu) {
   REQUIRE_GPU();
   auto gpu = make_cuda_backend(0);
-  auto cpu = make_cpu_backend();
   std::mt19937 rng(test_seed());
-  std::normal_distribution<float> nd(0.f, 1.f);
   std::printf("[ CudaGemm ] random seed %u\n", test_seed());
   double worst = 0;
   for (auto [M, N, K, bias] : std::vector<std::tuple<int, int, int, bool>>{
            {1, 64, 64, false}, {3, 1024, 1024, false}, {17, 4096, 1024, true}, {128, 3072, 1024, false},
-           {257, 1024, 3072, true}, {1, 151936, 1024, false}, {512, 2048, 2048, false}, {33, 96, 200, true}}) {
-    auto make = [&](int64_t n, float scale) {
-      std::vector<uint16_t> b(n);
-      std::vector<float> f(n);
-      for (int64_t i = 0; i < n; ++i) {
-        b[i] = f32_to_bf16(nd(rng) * scale);
-        f[i] = bf16_to_f32(b[i]);
-      }
-      return std::make_pair(b, f);
-    };
-    auto [xb, xf] = make(int64_t{M} * K, 1.f);
-    auto [wb, wf] = make(int64_t{N} * K, 1.f / std::sqrt(float(K)));
-    auto [bb, bf] = make(N, 1.f);
-    Tensor x = gpu->empty({M, K}, DType::BF16), w = gpu->empty({N, K}, DType::BF16);
-    Tensor b = gpu->empty({N}, DType::BF16), out = gpu->empty({M, N}, DType::BF16);
-    gpu->copy_from_host(x, xb.data(), xb.size() * 2);
-    gpu->copy_from_host(w, wb.data(), wb.size() * 2);
-    gpu->copy_from_host(b, bb.data(), bb.size() * 2);
-    std::vector<uint16_t> poison(size_t(M) * N, 0x7fc1);  // NaN: every element must be written
-    gpu->copy_from_host(out, poison.data(), poison.size() * 2);
-    gpu->linear(x, w, bias ? &b : nullptr, out);
-    std::vector<uint16_t> got(size_t(M) * N);
-    gpu->copy_to_host(got.data(), out, got.size() * 2);
-    std::vector<float> ref(size_t(M) * N), gotf(got.size());
-    cpu::linear(xf.data(), wf.data(), bias ? bf.data() : nullptr, ref.data(), M, N, K);
-    size_t bad = 0;
-    for (size_t i = 0; i < got.size(); ++i) {
-      gotf[i] = bf16_to_f32(got[i]);
-      // one bf16 rounding of the output, plus float32 summation-order noise
-      if (!(std::fabs(gotf[i] - ref[i]) <= std::fabs(ref[i]) * (1.f / 128) + 1e-3f * std::sqrt(float(K)) / 8))
-        ++bad;
-    }
-    const double rel = rel_error(gotf.data(), ref.data(), ref.size());
-    worst = std::max(worst, rel);
-    EXPECT_EQ(bad, 0u) << "M=" << M << " N=" << N << " K=" << K << " bias=" << bias;
-    EXPECT_LT(rel, 4e-3) << "M=" << M << " N=" << N << " K=" << K;
-  }
+           {257, 1024, 3072, true}, {1, 151936, 1024, false}, {512, 2048, 2048, false}, {33, 96, 200, true}})
+    worst = std::max(worst, check_product(*gpu, rng, M, N, K, bias, [&](Tensor& x, Tensor& w, Tensor* b, Tensor& out) {
+      gpu->linear(x, w, b, out);
+    }));
   std::printf("[ CudaGemm ] linear max rel err %.3e\n", worst);
 }
 
-// ---- the small-batch kernel decode steps may pick over cuBLASLt ----
+// The small-batch kernel decode steps may pick over cuBLASLt.
 TEST(CudaGemm, SmallBatchGemvMatchesCpu) {
   REQUIRE_GPU();
   auto gpu = make_cuda_backend(0);
   std::mt19937 rng(test_seed() + 2);
-  std::normal_distribution<float> nd(0.f, 1.f);
   double worst = 0;
   for (auto [N, K, bias] : std::vector<std::tuple<int, int, bool>>{
            {1, 8, false}, {3, 8, true}, {77, 200, true}, {64, 64, false}, {1000, 1024, false}, {4096, 1024, true},
-           {1024, 3072, false}, {513, 4104, false}, {2048, 12288, false}}) {
-    for (int M = 1; M <= gpu::kGemvMaxRows; ++M) {
-      auto make = [&](int64_t n, float scale) {
-        std::vector<uint16_t> b(n);
-        std::vector<float> f(n);
-        for (int64_t i = 0; i < n; ++i) {
-          b[i] = f32_to_bf16(nd(rng) * scale);
-          f[i] = bf16_to_f32(b[i]);
-        }
-        return std::make_pair(b, f);
-      };
-      auto [xb, xf] = make(int64_t{M} * K, 1.f);
-      auto [wb, wf] = make(int64_t{N} * K, 1.f / std::sqrt(float(K)));
-      auto [bb, bf] = make(N, 1.f);
-      Tensor x = gpu->empty({M, K}, DType::BF16), w = gpu->empty({N, K}, DType::BF16);
-      Tensor b = gpu->empty({N}, DType::BF16), out = gpu->empty({M, N}, DType::BF16);
-      gpu->copy_from_host(x, xb.data(), xb.size() * 2);
-      gpu->copy_from_host(w, wb.data(), wb.size() * 2);
-      gpu->copy_from_host(b, bb.data(), bb.size() * 2);
-      std::vector<uint16_t> poison(size_t(M) * N, 0x7fc1);
-      gpu->copy_from_host(out, poison.data(), poison.size() * 2);
-      ASSERT_TRUE(gpu::gemv_supported(M, N, K, x.data(), w.data(), b.data(), out.data()));
-      gpu::gemv(x.data(), w.data(), bias ? b.data() : nullptr, out.data(), M, N, K, nullptr);
-      std::vector<uint16_t> got(size_t(M) * N);
-      gpu->synchronize();
-      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      gpu->copy_to_host(got.data(), out, got.size() * 2);
-      std::vector<float> ref(size_t(M) * N), gotf(got.size());
-      cpu::linear(xf.data(), wf.data(), bias ? bf.data() : nullptr, ref.data(), M, N, K);
-      size_t bad = 0;
-      for (size_t i = 0; i < got.size(); ++i) {
-        gotf[i] = bf16_to_f32(got[i]);
-        if (!(std::fabs(gotf[i] - ref[i]) <= std::fabs(ref[i]) * (1.f / 128) + 1e-3f * std::sqrt(float(K)) / 8))
-          ++bad;
-      }
-      const double rel = rel_error(gotf.data(), ref.data(), ref.size());
-      worst = std::max(worst, rel);
-      EXPECT_EQ(bad, 0u) << "M=" << M << " N=" << N << " K=" << K << " bias=" << bias;
-      EXPECT_LT(rel, 4e-3) << "M=" << M << " N=" << N << " K=" << K;
-    }
-  }
+           {1024, 3072, false}, {513, 4104, false}, {2048, 12288, false}})
+    for (int M = 1; M <= gpu::kGemvMaxRows; ++M)
+      worst = std::max(worst, check_product(*gpu, rng, M, N, K, bias, [&](Tensor& x, Tensor& w, Tensor* b, Tensor& out) {
+        ASSERT_TRUE(gpu::gemv_supported(M, N, K, x.data(), w.data(), b ? b->data() : nullptr, out.data()));
+        gpu::gemv(x.data(), w.data(), b ? b->data() : nullptr, out.data(), M, N, K, nullptr);
+      }));
   EXPECT_FALSE(gpu::gemv_supported(9, 64, 64, nullptr, nullptr, nullptr, nullptr));
   EXPECT_FALSE(gpu::gemv_supported(1, 64, 12, nullptr, nullptr, nullptr, nullptr));
   std::printf("[ CudaGemm ] small-batch gemv max rel err %.3e\n", worst);

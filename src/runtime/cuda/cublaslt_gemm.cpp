@@ -106,10 +106,10 @@ Descs make_descs(int64_t M, int64_t N, int64_t K, bool bias) {
   return d;
 }
 
-// cuBLASLt's candidates for these descriptors, in its order of preference, without in-place
-// split-K reductions (those accumulate through the output in whatever order CTAs finish).
-std::vector<cublasLtMatmulAlgo_t> deterministic_candidates(cublasLtHandle_t h, const Descs& d, size_t workspace,
-                                                           int align) {
+// cuBLASLt's heuristic answers for these descriptors (up to `ask`), in its order of
+// preference, under our workspace and the operands' alignment. Empty when it has none.
+std::vector<cublasLtMatmulHeuristicResult_t> heuristic_results(cublasLtHandle_t h, const Descs& d, size_t workspace,
+                                                               int align, int ask, cublasStatus_t& status) {
   cublasLtMatmulPreference_t pref;
   NANOVLLM_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   const uint64_t ws = workspace;
@@ -118,23 +118,37 @@ std::vector<cublasLtMatmulAlgo_t> deterministic_candidates(cublasLtHandle_t h, c
   for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
                     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
     cublasLtMatmulPreferenceSetAttribute(pref, attr, &al, sizeof(al));
-  constexpr int kAsk = 24;
-  cublasLtMatmulHeuristicResult_t results[kAsk];
+  std::vector<cublasLtMatmulHeuristicResult_t> results(static_cast<size_t>(ask));
   int found = 0;
-  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(h, d.op, d.a, d.b, d.c, d.c, pref, kAsk, results, &found);
+  status = cublasLtMatmulAlgoGetHeuristic(h, d.op, d.a, d.b, d.c, d.c, pref, ask, results.data(), &found);
   cublasLtMatmulPreferenceDestroy(pref);
+  results.resize(status == CUBLAS_STATUS_SUCCESS ? static_cast<size_t>(found) : 0);
+  return results;
+}
+
+// An algorithm's split-K factor and reduction scheme.
+void split_k_of(const cublasLtMatmulAlgo_t& algo, int32_t& splits, uint32_t& scheme) {
+  splits = 1;
+  scheme = CUBLASLT_REDUCTION_SCHEME_NONE;
+  size_t written = 0;
+  cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits, sizeof(splits), &written);
+  cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme, sizeof(scheme),
+                                       &written);
+}
+
+// cuBLASLt's candidates for these descriptors, in its order of preference, without in-place
+// split-K reductions (those accumulate through the output in whatever order CTAs finish).
+std::vector<cublasLtMatmulAlgo_t> deterministic_candidates(cublasLtHandle_t h, const Descs& d, size_t workspace,
+                                                           int align) {
+  cublasStatus_t st;
   std::vector<cublasLtMatmulAlgo_t> out;
-  for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < found; ++i) {
-    if (results[i].state != CUBLAS_STATUS_SUCCESS || results[i].workspaceSize > workspace) continue;
-    uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_NONE;
-    int32_t splits = 1;
-    size_t written = 0;
-    cublasLtMatmulAlgoConfigGetAttribute(&results[i].algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits, sizeof(splits),
-                                         &written);
-    cublasLtMatmulAlgoConfigGetAttribute(&results[i].algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme,
-                                         sizeof(scheme), &written);
+  for (const auto& r : heuristic_results(h, d, workspace, align, 24, st)) {
+    if (r.state != CUBLAS_STATUS_SUCCESS || r.workspaceSize > workspace) continue;
+    int32_t splits;
+    uint32_t scheme;
+    split_k_of(r.algo, splits, scheme);
     if (splits > 1 && scheme == CUBLASLT_REDUCTION_SCHEME_INPLACE) continue;
-    out.push_back(results[i].algo);
+    out.push_back(r.algo);
   }
   return out;
 }
@@ -144,30 +158,16 @@ std::vector<cublasLtMatmulAlgo_t> deterministic_candidates(cublasLtHandle_t h, c
 // first choice. false when it has none.
 bool heuristic_pick(cublasLtHandle_t h, const Descs& d, size_t workspace, int align, cublasLtMatmulAlgo_t& algo,
                     std::string& why) {
-  cublasLtMatmulPreference_t pref;
-  NANOVLLM_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  const uint64_t ws = workspace;
-  const uint32_t al = static_cast<uint32_t>(align);
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
-  for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-                    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
-    cublasLtMatmulPreferenceSetAttribute(pref, attr, &al, sizeof(al));
-  constexpr int kAsk = 16;
-  cublasLtMatmulHeuristicResult_t results[kAsk];
-  int found = 0;
-  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(h, d.op, d.a, d.b, d.c, d.c, pref, kAsk, results, &found);
-  cublasLtMatmulPreferenceDestroy(pref);
+  cublasStatus_t st;
+  const std::vector<cublasLtMatmulHeuristicResult_t> results = heuristic_results(h, d, workspace, align, 16, st);
+  const int found = static_cast<int>(results.size());
   int pick = -1, deterministic = -1, first = -1;
-  for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < found; ++i) {
+  for (int i = 0; i < found; ++i) {
     if (results[i].state != CUBLAS_STATUS_SUCCESS) continue;
     if (first < 0) first = i;
-    int32_t splits = 1;
-    uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_NONE;
-    size_t written = 0;
-    cublasLtMatmulAlgoConfigGetAttribute(&results[i].algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits,
-                                         sizeof(splits), &written);
-    cublasLtMatmulAlgoConfigGetAttribute(&results[i].algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme,
-                                         sizeof(scheme), &written);
+    int32_t splits;
+    uint32_t scheme;
+    split_k_of(results[i].algo, splits, scheme);
     if (splits <= 1 && pick < 0) pick = i;
     if (scheme != CUBLASLT_REDUCTION_SCHEME_INPLACE && deterministic < 0) deterministic = i;
   }
