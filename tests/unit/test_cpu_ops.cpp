@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <numeric>
 #include <random>
 #include <vector>
 
 #include "kernels/cpu/cpu_ops.h"
 #include "runtime/backend.h"
+#include "runtime/env_switch.h"
 #include "runtime/error.h"
 
 namespace nanovllm {
@@ -256,6 +258,29 @@ TEST(CpuBackend, EmptyRejectsNegativeAndOverflowingShapes) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("too large"), std::string::npos) << e.what();
   }
+}
+
+}  // namespace
+}  // namespace nanovllm
+
+namespace nanovllm {
+namespace {
+
+// The NANOVLLM_* switches: unset or empty keeps the default, "0" is off, anything else on.
+TEST(EnvSwitch, UnsetEmptyZeroAndOn) {
+  const char* name = "NANOVLLM_TEST_SWITCH_4242";
+  unsetenv(name);
+  EXPECT_TRUE(env_switch(name, true));
+  EXPECT_FALSE(env_switch(name, false));
+  setenv(name, "", 1);
+  EXPECT_TRUE(env_switch(name, true));
+  setenv(name, "0", 1);
+  EXPECT_FALSE(env_switch(name, true));
+  setenv(name, "1", 1);
+  EXPECT_TRUE(env_switch(name, false));
+  setenv(name, "yes", 1);
+  EXPECT_TRUE(env_switch(name, false));
+  unsetenv(name);
 }
 
 }  // namespace

@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "kernels/cuda/ops.h"
 #include "runtime/cuda_check.h"
+#include "runtime/env_switch.h"
 #include "runtime/error.h"
 
 #define NANOVLLM_CUBLAS_CHECK(call)                                                                  \
@@ -39,24 +39,15 @@ int32_t algo_attr(const cublasLtMatmulAlgo_t& a, cublasLtMatmulAlgoConfigAttribu
 
 // NANOVLLM_GEMM_LOG=1: one stderr line per plan made, to see which algorithm each shape runs
 // (and whether a shape fell back from its canonical plan: a row-invariance hazard).
-bool env_on(const char* name, bool fallback) {
-  const char* e = std::getenv(name);
-  if (!e || !*e) return fallback;
-  return std::string(e) != "0";
-}
-
 bool gemm_log_on() {
-  static const bool on = [] {
-    const char* e = std::getenv("NANOVLLM_GEMM_LOG");
-    return e && *e && std::string(e) != "0";
-  }();
+  static const bool on = env_switch("NANOVLLM_GEMM_LOG", false);
   return on;
 }
 
 }  // namespace
 
 CublasLtGemm::CublasLtGemm(void* workspace, size_t workspace_bytes)
-    : workspace_(workspace), workspace_bytes_(workspace_bytes), autotune_(env_on("NANOVLLM_GEMM_AUTOTUNE", true)) {
+    : workspace_(workspace), workspace_bytes_(workspace_bytes), autotune_(env_switch("NANOVLLM_GEMM_AUTOTUNE", true)) {
   NANOVLLM_CUBLAS_CHECK(cublasLtCreate(&handle_));
 }
 

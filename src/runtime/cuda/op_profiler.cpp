@@ -2,16 +2,13 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 
 #include "runtime/cuda_check.h"
+#include "runtime/env_switch.h"
 
 namespace nanovllm {
 
-bool OpProfiler::enabled_by_env() {
-  const char* e = std::getenv("NANOVLLM_PROFILE_OPS");
-  return e && *e && std::string(e) != "0";
-}
+bool OpProfiler::enabled_by_env() { return env_switch("NANOVLLM_PROFILE_OPS", false); }
 
 cudaEvent_t OpProfiler::take_event() {
   cudaEvent_t e;
