@@ -5,9 +5,11 @@ Usage: make-real-models.py OUT_DIR [0.6b 1.7b ...]
 For each size: OUT_DIR/qwen3-<size>/ holds the model (bf16 safetensors, the published config
 with random weights from transformers' own initialisation, seed 0) and reference.safetensors:
 prompt.<i> (int64 token ids), logits.<i> (transformers' bf16 forward on this GPU, sdpa
-attention) and logits_f32.<i> (its float32 forward of the same bf16 weights, TF32 off: the
+attention), logits_eager.<i> (the same with its eager attention) and logits_f32.<i> (its float32 forward of the same bf16 weights, TF32 off: the
 exact answer a bf16 implementation approximates). It also prints how far transformers' bf16
-forward is from its float32 one: the noise floor of any bf16 implementation.
+forward is from its float32 one: the noise floor of any bf16 implementation; and how far its
+two bf16 attention paths (eager and sdpa) are from each other: what "the same bf16 forward"
+can mean between two correct implementations.
 """
 import json
 import sys
@@ -59,6 +61,21 @@ def main():
                 bf16_logits.append(logits.float())
                 ref[f"prompt.{i}"] = p.to(torch.int64).contiguous()
                 ref[f"logits.{i}"] = logits.to(torch.bfloat16).cpu().contiguous()
+            # transformers against itself: the same bf16 weights through its eager attention.
+            del model
+            model = Qwen3ForCausalLM.from_pretrained(d, dtype=torch.bfloat16, attn_implementation="eager").cuda().eval()
+            num = den = 0.0
+            same = rows = 0
+            for i, (p, b) in enumerate(zip(prompts, bf16_logits)):
+                e = model(input_ids=p[None].cuda(), use_cache=False).logits[0]
+                ref[f"logits_eager.{i}"] = e.to(torch.bfloat16).cpu().contiguous()
+                e = e.float()
+                num += (e - b).pow(2).sum().item()
+                den += b.pow(2).sum().item()
+                same += (e.argmax(-1) == b.argmax(-1)).sum().item()
+                rows += e.shape[0]
+            eager_vs_sdpa = {"hf_bf16_eager_vs_hf_bf16_sdpa_rel_err": (num / den) ** 0.5,
+                             "hf_bf16_eager_vs_hf_bf16_sdpa_argmax_agree": same / rows}
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
             del model
@@ -76,6 +93,7 @@ def main():
         print(json.dumps({"model": str(d), "tokens": sum(LENGTHS),
                           "hf_f32_vs_hf_bf16_rel_err": (num / den) ** 0.5,
                           "hf_f32_vs_hf_bf16_argmax_agree": same / rows,
+                          **eager_vs_sdpa,
                           "seconds": round(time.time() - t0, 1)}), flush=True)
         del model
         torch.cuda.empty_cache()

@@ -725,7 +725,9 @@ TEST(CudaAttentionPerf, PrefillTiming) {
   time_prefill(1, 1024, 16, 8, 128, 256);
   time_prefill(8, 4096, 32, 8, 128, 256);
   // Each d = 128 variant forced (the lines above show the host's pick).
-  for (const char* variant : {"wide", "dual"}) {
+  std::vector<const char*> variants = {"wide", "dual"};
+  if (gpu::paged_attention_prefill_uses_wgmma()) variants.push_back("wgmma");
+  for (const char* variant : variants) {
     const ForcePrefillVariant force(variant);
     time_prefill(1, 4096, 16, 8, 128, 256, variant);
     time_prefill(1, 1024, 16, 8, 128, 256, variant);
@@ -829,8 +831,9 @@ TEST(CudaAttentionPrefill, BatchInvariant) {
   const int nh = 16, nkv = 8, d = 128, bs = 16;
   const Seq mine = sanitizing() ? Seq{45, 150} : Seq{300, 1100};
   const Batch alone = make_batch(nh, nkv, d, bs, {mine});
-  // The last batch is large enough (>= 2 CTAs per SM on an H100 / H200) for the launcher to pick
-  // the dual d = 128 variant, where the lone sequence gets wide: the bits must still match.
+  // Off Hopper, the last batch is large enough (>= 2 CTAs per SM) for the launcher to pick the
+  // dual d = 128 variant, where the lone sequence gets wide: the bits must still match. On
+  // Hopper every d = 128 launch runs the wgmma kernel.
   std::vector<std::vector<Seq>> others = {{{1, 50}, {3, 3}, mine}, {{77, 500}, mine, {1, 9}}};
   if (!sanitizing()) others.push_back({{2600, 2600}, mine});
   std::vector<uint16_t> first;
@@ -879,8 +882,9 @@ TEST(CudaAttentionPrefill, BatchInvariant) {
   }
 }
 
-// ---- The two d = 128 prefill variants (paged_attention_prefill.cu: "wide", 8 warps x 16 rows,
-// one CTA per SM; "dual", 4 warps x 32 rows, two CTAs per SM), each forced ----
+// ---- The d = 128 prefill variants (paged_attention_prefill.cu: "wide", 8 warps x 16 rows, one
+// CTA per SM; "dual", 4 warps x 32 rows, two CTAs per SM; paged_attention_prefill_wgmma.cu:
+// "wgmma", Hopper only, the default there), each forced ----
 
 // Runs b under `variant`, checks it against ref, returns the output bits.
 std::vector<uint16_t> prefill_variant_bits(Stream& stream, const Batch& b, const std::vector<float>& ref,
@@ -906,7 +910,9 @@ std::vector<uint16_t> prefill_variant_bits(Stream& stream, const Batch& b, const
 TEST(CudaAttentionPrefill, D128VariantsAgree) {
   REQUIRE_GPU();
   Stream stream;
-  Report wide{"prefill d128 wide"}, dual{"prefill d128 dual"};
+  Report wide{"prefill d128 wide"}, dual{"prefill d128 dual"}, wgmma{"prefill d128 wgmma"};
+  const bool has_wgmma = gpu::paged_attention_prefill_uses_wgmma();
+  std::printf("[ CudaAttention ] prefill d128 wgmma kernel: %s\n", has_wgmma ? "available, checked" : "not available here");
   const bool small = sanitizing();
   for (int group : {1, 2, 3, 4, 8}) {
     const int nkv = group == 8 ? 1 : 2;
@@ -927,6 +933,8 @@ TEST(CudaAttentionPrefill, D128VariantsAgree) {
       size_t diff = 0;
       for (size_t i = 0; i < w.size(); ++i) diff += w[i] != u[i];
       EXPECT_EQ(diff, 0u) << b.what() << ": the wide and dual variants' output bits differ";
+      // The Hopper kernel: its own bits (128-key tiles, other MMAs), checked on its own.
+      if (has_wgmma) prefill_variant_bits(stream, b, ref, "wgmma", wgmma);
     }
   }
 }

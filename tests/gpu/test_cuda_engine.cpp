@@ -163,10 +163,18 @@ TEST(CudaGemm, RowsIndependentOfRowCount) {
 // its float32 forward at 5-8% of positions on real sizes (make-real-models.py prints it). So
 // our bf16 logits are judged against the exact answer (transformers' float32 forward of the
 // same weights) and must be no further from it than transformers' bf16 forward is, with the
-// issue's 2e-2 as the bound where transformers' bf16 is closer than that.
+// issue's 2e-2 as the bound where transformers' bf16 is closer than that. Real sizes are also
+// judged against transformers' bf16 (sdpa) logits directly, with the bar set by transformers'
+// eager attention on the same weights: on an H200 (2026-11-28) eager vs sdpa is rel 1.56e-2 /
+// argmax 96.3% (0.6B) and 3.83e-2 / 91.9% (1.7B), so the literal "99% of argmaxes"
+// is not met by transformers against itself.
 struct Reference {
   std::vector<std::vector<int32_t>> prompts, generated;
   std::vector<std::vector<float>> logits, logits_f32;  // transformers in the checkpoint dtype / f32
+  // transformers' bf16 forward through its eager attention (real sizes only): a second correct
+  // bf16 implementation, whose distance from `logits` (sdpa) is how closely two bf16 forwards
+  // of the same weights can agree.
+  std::vector<std::vector<float>> logits_eager;
 };
 
 Reference load_reference(const std::filesystem::path& file) {
@@ -178,6 +186,7 @@ Reference load_reference(const std::filesystem::path& file) {
     r.logits.push_back(floats(t.at("logits." + k)));
     r.logits_f32.push_back(t.count("logits_f32." + k) ? floats(t.at("logits_f32." + k)) : r.logits.back());
     if (t.count("generate." + k)) r.generated.push_back(ints(t.at("generate." + k)));
+    if (t.count("logits_eager." + k)) r.logits_eager.push_back(floats(t.at("logits_eager." + k)));
   }
   return r;
 }
@@ -239,6 +248,16 @@ void check_model(const std::filesystem::path& model_dir, const Reference& ref, c
   // implementation, independently.
   const double slack = std::max(0.01, 1.0 / double(std::max<size_t>(ours_f32.rows, 1)));
   EXPECT_GE(ours_f32.agree + slack + 1e-9, std::min(0.99, hf_f32.agree)) << label;
+  if (ref.logits_eager.size() == ref.logits.size()) {
+    // Against transformers' bf16 forward itself (the comparison), with the bar its own
+    // eager attention sets: no further from its sdpa logits than its eager logits are.
+    const Distance eager_hf = distance(ref.logits_eager, ref.logits, V);
+    std::printf("[ CudaEngine ] %s: vs transformers' bf16 (sdpa): ours rel %.3e argmax %.2f%%, transformers' bf16 "
+                "eager rel %.3e argmax %.2f%%\n",
+                label.c_str(), ours_hf.rel, ours_hf.agree * 100, eager_hf.rel, eager_hf.agree * 100);
+    EXPECT_LT(ours_hf.rel, std::max(2e-2, 1.1 * eager_hf.rel)) << label;
+    EXPECT_GE(ours_hf.agree + slack + 1e-9, std::min(0.99, eager_hf.agree)) << label;
+  }
 }
 
 class CudaFixtureLogits : public ::testing::TestWithParam<std::string> {};

@@ -90,13 +90,17 @@ void paged_attention_decode(const void* qkv, int nh, int nkv, int d, float scale
                             size_t workspace_bytes, cudaStream_t stream);
 
 // Any step (prefill, chunked prefill with a cached prefix, mixed with decode rows): FlashAttention-2
-// tiling on the tensor cores. T = cu_seqlens_q[num_seqs] (the caller guarantees it; the grid is
-// sized from T, so no device value is read on the host).
+// tiling on the tensor cores; at head_dim 128 on Hopper, warpgroup MMAs as FlashAttention-3 does.
+// T = cu_seqlens_q[num_seqs] (the caller guarantees it; the grid is sized from T, so no device
+// value is read on the host).
 void paged_attention_prefill(const void* qkv, int64_t T, int nh, int nkv, int d, float scale,
                              const void* k_cache, const void* v_cache, int block_size,
                              int64_t num_blocks, int num_seqs, const int32_t* cu_seqlens_q,
                              const int32_t* context_lens, const int32_t* block_tables,
                              int max_blocks_per_seq, void* out, cudaStream_t stream);
+
+// True when head_dim 128 prefill runs the Hopper wgmma kernel here (sm_90a code, a 9.x device).
+bool paged_attention_prefill_uses_wgmma();
 
 // Small-batch product for decode steps: out (M, N) = x (M, K) w (N, K)^T [+ bias (N,)], bf16,
 // float32 sums. For M <= kGemvMaxRows, K a multiple of 8, x and w 16-byte aligned

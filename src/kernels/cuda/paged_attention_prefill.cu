@@ -55,7 +55,7 @@
 // Shared memory rows are padded by 16 bytes (row stride d + 8 elements), so the 8 rows an
 // ldmatrix phase reads fall in distinct bank groups. Flops: 4 d g sum_rows(visible keys) per KV
 // head; bytes: K/V once per (M tile, KV head), plus q and out.
-#include "kernels/cuda/bf16_vec.cuh"
+#include "kernels/cuda/paged_attention_prefill.cuh"
 #include "kernels/cuda/ops.h"
 #include "runtime/cuda_check.h"
 
@@ -66,7 +66,7 @@
 namespace nanovllm::gpu {
 namespace {
 
-using detail::bf16;
+using namespace prefill;
 
 // Narrow configuration (d = 64, 256).
 constexpr int kThreads = 128;
@@ -75,101 +75,6 @@ constexpr int kBM = 64;  // packed rows per CTA: 4 warps x 16
 constexpr int kWideBM = 128;
 constexpr int kWideBN = 64;
 
-struct PrefillParams {
-  const bf16* qkv;             // (T, (nh + 2 nkv) d)
-  const bf16* k_cache;         // (num_blocks, bs, nkv, d)
-  const bf16* v_cache;         // (num_blocks, bs, nkv, d)
-  const int32_t* cu_seqlens_q; // (num_seqs + 1,)
-  const int32_t* context_lens; // (num_seqs,)
-  const int32_t* block_tables; // (num_seqs, max_blocks)
-  bf16* out;                   // (T, nh d)
-  int64_t qkv_stride;          // (nh + 2 nkv) d
-  int64_t num_blocks;
-  int nh, nkv, group, num_seqs;
-  int block_size, block_shift;  // block_shift = log2(bs) when bs is a power of two, else -1
-  int max_blocks;
-  float scale_log2;             // scale * log2(e)
-};
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-// 16 bytes global -> shared, bypassing L1; zero-filled (nothing read) when !valid.
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-               "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-// c (16x8 f32) += a (16x16 bf16, row-major) b (16x8 bf16, column-major).
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                         uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&h);
-}
-
-// 2^x on the SFU (ex2(-inf) = +0), the same instruction exp2f becomes under fast math.
-__device__ __forceinline__ float fast_exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-
-// First packed-row tile slot of sequence s (see the header).
-template <int BM>
-__device__ __forceinline__ int64_t tile_start(const PrefillParams& p, int s) {
-  return int64_t{p.cu_seqlens_q[s]} * p.group / BM + s;
-}
-
-// The sequence owning `slot` and the packed rows [r0, r_end) of its tile; false when the slot
-// has no tile (the whole CTA exits). A sequence's tiles are handed out last first.
-struct Tile {
-  int s, q_begin, q_len, r0, r_end;
-};
-template <int BM>
-__device__ __forceinline__ bool find_tile(const PrefillParams& p, int64_t slot, Tile& tl) {
-  int lo = 0, hi = p.num_seqs - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) / 2;
-    if (tile_start<BM>(p, mid) <= slot) lo = mid; else hi = mid - 1;
-  }
-  tl.s = lo;
-  tl.q_begin = p.cu_seqlens_q[lo];
-  tl.q_len = p.cu_seqlens_q[lo + 1] - tl.q_begin;
-  const int rows = tl.q_len * p.group;
-  const int ntiles = (rows + BM - 1) / BM;
-  const int64_t local = slot - tile_start<BM>(p, lo);
-  if (tl.q_len <= 0 || local < 0 || local >= ntiles) return false;
-  tl.r0 = (ntiles - 1 - static_cast<int>(local)) * BM;
-  tl.r_end = min(rows, tl.r0 + BM);
-  return true;
-}
-
-// context_lens[s] clamped to what the block table can address.
-__device__ __forceinline__ int clamped_context(const PrefillParams& p, int s) {
-  const int64_t n = p.context_lens[s], cap = int64_t{p.max_blocks} * p.block_size;
-  return static_cast<int>(n < 0 ? 0 : (n > cap ? cap : n));
-}
 
 template <int D, int BN>
 __global__ void __launch_bounds__(kThreads, 2) prefill_narrow_kernel(const PrefillParams p) {
@@ -344,50 +249,6 @@ __global__ void __launch_bounds__(kThreads, 2) prefill_narrow_kernel(const Prefi
     bf16* dst = p.out + int64_t{q_begin + pr / g} * out_stride + int64_t{kvh * g + pr % g} * D + ch * 8;
     *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(sQ + r * LD + ch * 8);
   }
-}
-
-// One key tile's online-softmax step (base 2) for the 16 rows of one m16 slice. On entry sc holds
-// the raw scores q . k of keys key0 .. key0 + BN - 1; on return, p = 2^(scale q.k - m) (exactly
-// 0 where masked), with (m_run, l_run) updated and alpha the factor by which the slice's output
-// accumulator must be rescaled. Both d = 128 variants run this same code on every slice, so a
-// row's bits do not depend on the variant, tile or warp that computed it; the products are
-// __fmul_rn so that no instantiation can contract them into an FMA differently.
-template <int BN>
-__device__ __forceinline__ void softmax_tile(float (&sc)[BN / 8][4], float (&m_run)[2],
-                                             float (&l_run)[2], float (&alpha)[2], bool masked,
-                                             int key0, const int (&limit)[2], float scale_log2,
-                                             int lane) {
-  float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-  for (int nb = 0; nb < BN / 8; ++nb)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      float v = __fmul_rn(sc[nb][j], scale_log2);
-      if (masked && key0 + nb * 8 + (lane % 4) * 2 + (j & 1) >= limit[j >> 1]) v = -INFINITY;
-      sc[nb][j] = v;
-      mx[j >> 1] = fmaxf(mx[j >> 1], v);
-    }
-  float m_use[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
-    mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
-    const float m_new = fmaxf(m_run[h], mx[h]);
-    m_use[h] = m_new == -INFINITY ? 0.f : m_new;  // nothing visible yet: p = 0, no NaN
-    // Exactly 1 when the maximum did not move (the common case once a row has seen a few
-    // tiles); exp2(-inf) = 0 when the row saw nothing before.
-    alpha[h] = m_run[h] == m_use[h] ? 1.f : fast_exp2(m_run[h] - m_use[h]);
-    m_run[h] = m_new;
-    l_run[h] = __fmul_rn(l_run[h], alpha[h]);
-  }
-#pragma unroll
-  for (int nb = 0; nb < BN / 8; ++nb)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float e = fast_exp2(sc[nb][j] - m_use[j >> 1]);
-      sc[nb][j] = e;
-      l_run[j >> 1] += e;
-    }
 }
 
 // The d = 128 tensor-core kernel (header), both variants: WARPS warps, each owning MT
@@ -652,23 +513,6 @@ __global__ void __launch_bounds__(WARPS * 32, MIN_CTAS) prefill_tc_kernel(const 
   }
 }
 
-// Slots (see the header) times KV heads: the 1-D grid of either configuration.
-inline unsigned grid_size(const PrefillParams& p, int64_t T, int bm) {
-  return static_cast<unsigned>((T * p.group / bm + p.num_seqs) * p.nkv);
-}
-
-// Raises a kernel's dynamic shared memory limit: a host call, not a stream operation, made once
-// per instantiation at its first launch, normally before any graph capture.
-template <typename Kernel>
-void allow_smem(Kernel kernel, size_t bytes) {
-  NANOVLLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(bytes)));
-  // All of the unified L1 / shared memory as shared (the copies bypass L1), so that the kernels
-  // meant to run two CTAs per SM get them.
-  NANOVLLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                           cudaSharedmemCarveoutMaxShared));
-}
-
 // The d = 128 kernel in one variant (see the header for which and why).
 template <int WARPS, int MT, int STAGES, int MIN_CTAS>
 void launch_d128(const PrefillParams& p, int64_t T, cudaStream_t stream) {
@@ -681,20 +525,29 @@ void launch_d128(const PrefillParams& p, int64_t T, cudaStream_t stream) {
   NANOVLLM_CUDA_CHECK_LAUNCH();
 }
 
-// dual when the launch has CTAs for two per SM (its regime: two CTAs overlap each other's
-// softmax and barriers, and each K/V fragment feeds two m16 slices), wide otherwise (a small
-// launch leaves SMs with one CTA, where eight warps of 16 rows hide latency better than four of
-// 32). Both give the same bits for every row, so the choice, which depends on the whole batch,
-// keeps outputs batch invariant. NANOVLLM_PREFILL_D128=wide|dual forces one (tests, benchmarks).
-bool use_dual(const PrefillParams& p, int64_t T) {
+// The d = 128 kernel for a launch. On Hopper (sm_90a code, a 9.x device): the wgmma kernel,
+// for every launch, so that a row's bits never depend on the batch. Elsewhere: dual when the
+// launch has CTAs for two per SM (its regime: two CTAs overlap each other's softmax and
+// barriers, and each K/V fragment feeds two m16 slices), wide otherwise (a small launch leaves
+// SMs with one CTA, where eight warps of 16 rows hide latency better than four of 32); both give
+// the same bits for every row, so that choice, which depends on the whole batch, keeps outputs
+// batch invariant too. NANOVLLM_PREFILL_D128=wide|dual|wgmma forces one (tests, benchmarks).
+enum class D128 { wide, dual, wgmma };
+D128 pick_d128(const PrefillParams& p, int64_t T) {
   if (const char* force = std::getenv("NANOVLLM_PREFILL_D128")) {
-    if (std::strcmp(force, "wide") == 0) return false;
-    if (std::strcmp(force, "dual") == 0) return true;
+    if (std::strcmp(force, "wide") == 0) return D128::wide;
+    if (std::strcmp(force, "dual") == 0) return D128::dual;
+    if (std::strcmp(force, "wgmma") == 0) {
+      detail::require(wgmma_available(), "paged_attention_prefill",
+                      "NANOVLLM_PREFILL_D128=wgmma needs sm_90a code and a compute capability 9.x device");
+      return D128::wgmma;
+    }
   }
+  if (wgmma_available()) return D128::wgmma;
   int dev = 0, sms = 0;
   NANOVLLM_CUDA_CHECK(cudaGetDevice(&dev));
   NANOVLLM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  return grid_size(p, T, kWideBM) >= 2u * static_cast<unsigned>(sms);
+  return grid_size(p, T, kWideBM) >= 2u * static_cast<unsigned>(sms) ? D128::dual : D128::wide;
 }
 
 template <int D, int BN>
@@ -707,6 +560,8 @@ void launch_narrow(const PrefillParams& p, int64_t T, cudaStream_t stream) {
 }
 
 }  // namespace
+
+bool paged_attention_prefill_uses_wgmma() { return prefill::wgmma_available(); }
 
 void paged_attention_prefill(const void* qkv, int64_t T, int nh, int nkv, int d, float scale,
                              const void* k_cache, const void* v_cache, int block_size,
@@ -762,8 +617,11 @@ void paged_attention_prefill(const void* qkv, int64_t T, int nh, int nkv, int d,
   switch (d) {
     case 64: launch_narrow<64, 64>(p, T, stream); break;
     case 128:
-      if (use_dual(p, T)) launch_d128<4, 2, 2, 2>(p, T, stream);  // dual
-      else launch_d128<8, 1, 3, 1>(p, T, stream);                 // wide
+      switch (pick_d128(p, T)) {
+        case D128::wgmma: launch_wgmma_d128(p, T, stream); break;
+        case D128::dual: launch_d128<4, 2, 2, 2>(p, T, stream); break;
+        case D128::wide: launch_d128<8, 1, 3, 1>(p, T, stream); break;
+      }
       break;
     default: launch_narrow<256, 32>(p, T, stream); break;
   }
