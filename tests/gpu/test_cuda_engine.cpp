@@ -237,10 +237,11 @@ void check_model(const std::filesystem::path& model_dir, const Reference& ref, c
                 i, ref.prompts[i].size(), o.rel, o.agree * 100, a.rel, a.agree * 100, h.rel, h.agree * 100);
   }
   EXPECT_LT(ours_f32.rel, std::max(2e-2, 1.1 * hf_f32.rel)) << label;
-  if (hf_f32.rel == 0) {
-    // A float32 checkpoint: the reference is transformers in float32, and there is no bf16
-    // forward of transformers to measure the noise floor by; we compute in bf16. The tiny
-    // fixtures have 63 positions, so each flip is 1.6%.
+  if (hf_f32.rel < 5e-3) {
+    // A float32 or float16 checkpoint: transformers' forward in the checkpoint's dtype is exact
+    // (f32) or far more precise than bf16 (f16: rel ~1.5e-3 on the fixture), so it shows no
+    // bf16 noise floor to compare with; we compute in bf16, which flips near-ties (H200,
+    // 2026-11-28: 59 and 60 of 63 argmaxes kept by the f16 and f32 fixtures, each flip 1.6%).
     EXPECT_GE(ours_f32.agree, 0.9) << label;
     return;
   }
