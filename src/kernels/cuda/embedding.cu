@@ -6,6 +6,7 @@
 // Pure data movement: 2 T H bytes read, 2 T H written. One block per token; its threads copy
 // the row in 16-byte packs (8 bf16) when H % 8 == 0 and both pointers are 16-byte aligned,
 // one element at a time otherwise.
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/bf16_vec.cuh"
 #include "kernels/cuda/ops.h"
 #include "runtime/cuda_check.h"
@@ -19,6 +20,7 @@ using detail::Pack;
 template <int VEC>
 __global__ void embedding_kernel(const int32_t* __restrict__ ids, const bf16* __restrict__ table,
                                  bf16* __restrict__ out, int64_t V, int64_t H) {
+  detail::pdl_begin();  // launch.cuh: before any global memory access
   using P = Pack<bf16, VEC>;
   const int64_t t = blockIdx.x;
   const int64_t id = ids[t];
@@ -50,10 +52,10 @@ void embedding(const int32_t* ids, const void* table, void* out, int64_t T, int6
   const int threads = static_cast<int>(std::min<int64_t>(256, detail::round_up32(nvec)));
   const dim3 grid(static_cast<unsigned>(T));
   if (vec)
-    embedding_kernel<8><<<grid, threads, 0, stream>>>(ids, static_cast<const bf16*>(table),
+    detail::launch(embedding_kernel<8>, grid, threads, 0, stream, ids, static_cast<const bf16*>(table),
                                                       static_cast<bf16*>(out), V, H);
   else
-    embedding_kernel<1><<<grid, threads, 0, stream>>>(ids, static_cast<const bf16*>(table),
+    detail::launch(embedding_kernel<1>, grid, threads, 0, stream, ids, static_cast<const bf16*>(table),
                                                       static_cast<bf16*>(out), V, H);
   NANOVLLM_CUDA_CHECK_LAUNCH();
 }

@@ -10,6 +10,7 @@
 //
 // The backend times this against cuBLASLt's candidates for each decode shape and keeps the
 // faster (runtime/cuda/cublaslt_gemm.cpp), so it only runs where it wins.
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/bf16_vec.cuh"
 #include "kernels/cuda/ops.h"
 #include "runtime/cuda_check.h"
@@ -37,6 +38,7 @@ template <int M>
 __global__ void __launch_bounds__(kThreads) gemv_kernel(const bf16* __restrict__ x, const bf16* __restrict__ w,
                                                         const bf16* __restrict__ bias, bf16* __restrict__ out,
                                                         int N, int K) {
+  detail::pdl_begin();  // launch.cuh: before any global memory access
   const int warp = (blockIdx.x * kThreads + threadIdx.x) / 32, lane = threadIdx.x % 32;
   const int n0 = warp * kRowsPerWarp;
   if (n0 >= N) return;  // whole warp
@@ -99,7 +101,7 @@ template <int M>
 void launch(const void* x, const void* w, const void* bias, void* out, int N, int K, cudaStream_t stream) {
   const int64_t warps = (int64_t{N} + kRowsPerWarp - 1) / kRowsPerWarp;
   const int64_t blocks = (warps * 32 + kThreads - 1) / kThreads;
-  gemv_kernel<M><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
+  detail::launch(gemv_kernel<M>, static_cast<unsigned>(blocks), kThreads, 0, stream, 
       static_cast<const bf16*>(x), static_cast<const bf16*>(w), static_cast<const bf16*>(bias),
       static_cast<bf16*>(out), N, K);
   NANOVLLM_CUDA_CHECK_LAUNCH();

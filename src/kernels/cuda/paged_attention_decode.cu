@@ -48,6 +48,7 @@
 // 256-key splits, d = 128, 2 heads per KV head).
 #include <cmath>
 
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/bf16_vec.cuh"
 #include "kernels/cuda/ops.h"
 #include "runtime/cuda_check.h"
@@ -291,6 +292,7 @@ __device__ __forceinline__ void compute_tile(const char* stage, uint32_t valid, 
 
 template <int D, int G>
 __global__ void __launch_bounds__(kThreads, min_ctas_per_sm(G)) decode_split_kernel(const DecodeParams p) {
+  detail::pdl_begin();  // launch.cuh: before any global memory access
   using S = Shape<D, G>;
   extern __shared__ __align__(16) char smem[];
 
@@ -448,6 +450,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas_per_sm(G)) decode_split_ker
 // by pass 1.
 template <int D>
 __global__ void __launch_bounds__(kThreads) decode_combine_kernel(const DecodeParams p) {
+  detail::pdl_begin();  // launch.cuh: before any global memory access
   const int seq = blockIdx.y;
   const int qh = blockIdx.x * blockDim.y + threadIdx.y;
   if (qh >= p.nh) return;
@@ -492,7 +495,7 @@ void launch_split(const DecodeParams& p, int num_seqs, cudaStream_t stream) {
       cudaFuncSetAttribute(decode_split_kernel<D, G>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
   NANOVLLM_CUDA_CHECK(attr);
   const dim3 grid(p.grid_splits, p.nkv * p.head_chunks, num_seqs);
-  decode_split_kernel<D, G><<<grid, kThreads, kSmemBytes, stream>>>(p);
+  detail::launch(decode_split_kernel<D, G>, grid, kThreads, kSmemBytes, stream, p);
 }
 
 template <int D>
@@ -507,7 +510,7 @@ void launch(const DecodeParams& p, int G, int num_seqs, cudaStream_t stream) {
   if (p.grid_splits > 1) {
     const dim3 block(D / 4, kThreads / (D / 4));
     const dim3 grid((p.nh + block.y - 1) / block.y, num_seqs);
-    decode_combine_kernel<D><<<grid, block, 0, stream>>>(p);
+    detail::launch(decode_combine_kernel<D>, grid, block, 0, stream, p);
     NANOVLLM_CUDA_CHECK_LAUNCH();
   }
 }

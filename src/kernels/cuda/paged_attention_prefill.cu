@@ -55,6 +55,7 @@
 // Shared memory rows are padded by 16 bytes (row stride d + 8 elements), so the 8 rows an
 // ldmatrix phase reads fall in distinct bank groups. Flops: 4 d g sum_rows(visible keys) per KV
 // head; bytes: K/V once per (M tile, KV head), plus q and out.
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/paged_attention_prefill.cuh"
 #include "kernels/cuda/ops.h"
 #include "runtime/cuda_check.h"
@@ -78,6 +79,7 @@ constexpr int kWideBN = 64;
 
 template <int D, int BN>
 __global__ void __launch_bounds__(kThreads, 2) prefill_narrow_kernel(const PrefillParams p) {
+  detail::pdl_begin();  // launch.cuh: before any global memory access
   constexpr int LD = D + 8;   // shared row stride in elements (16 bytes of padding)
   constexpr int CH = D / 8;   // 16-byte chunks per row
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -266,6 +268,7 @@ __global__ void __launch_bounds__(kThreads, 2) prefill_narrow_kernel(const Prefi
 // re-read from shared memory for every tile, as FlashAttention-2 does (each one feeds BN / 8 MMAs).
 template <int D, int WARPS, int MT, int STAGES, int MIN_CTAS>
 __global__ void __launch_bounds__(WARPS * 32, MIN_CTAS) prefill_tc_kernel(const PrefillParams p) {
+  detail::pdl_begin();  // launch.cuh: before any global memory access
   constexpr int kThr = WARPS * 32;
   constexpr int BM = 16 * WARPS * MT, BN = kWideBN;
   constexpr int LD = D + 8;                    // shared row stride (16 bytes of padding)
@@ -521,7 +524,7 @@ void launch_d128(const PrefillParams& p, int64_t T, cudaStream_t stream) {
   const auto kernel = prefill_tc_kernel<D, WARPS, MT, STAGES, MIN_CTAS>;
   static const bool once = (allow_smem(kernel, smem), true);
   (void)once;
-  kernel<<<grid_size(p, T, BM), WARPS * 32, smem, stream>>>(p);
+  detail::launch(kernel, grid_size(p, T, BM), WARPS * 32, smem, stream, p);
   NANOVLLM_CUDA_CHECK_LAUNCH();
 }
 
@@ -555,7 +558,7 @@ void launch_narrow(const PrefillParams& p, int64_t T, cudaStream_t stream) {
   constexpr size_t smem = size_t(kBM + 4 * BN) * (D + 8) * sizeof(bf16);
   static const bool once = (allow_smem(prefill_narrow_kernel<D, BN>, smem), true);
   (void)once;
-  prefill_narrow_kernel<D, BN><<<grid_size(p, T, kBM), kThreads, smem, stream>>>(p);
+  detail::launch(prefill_narrow_kernel<D, BN>, grid_size(p, T, kBM), kThreads, smem, stream, p);
   NANOVLLM_CUDA_CHECK_LAUNCH();
 }
 

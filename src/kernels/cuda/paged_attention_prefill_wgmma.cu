@@ -29,6 +29,7 @@
 // (16-byte chunk c of row r stored at chunk c ^ (r % 8)), which the MMA descriptors name and
 // which makes the producer's and the epilogue's 16-byte accesses conflict-free. Panels start on
 // 1024-byte boundaries, where the swizzle pattern repeats. 224 KiB in all: one CTA per SM.
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/paged_attention_prefill.cuh"
 
 namespace nanovllm::gpu::prefill {
@@ -160,6 +161,7 @@ __device__ __forceinline__ void cp_async_wait_upto(int pending) {
 }
 
 __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const PrefillParams p) {
+  detail::pdl_begin();  // launch.cuh: before any global memory access
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(kStages >= 2 && kStages <= 3, "cp_async_wait_upto covers up to 2 pending groups");
   extern __shared__ unsigned char smem_raw[];
@@ -391,7 +393,7 @@ bool wgmma_available() {
 void launch_wgmma_d128(const PrefillParams& p, int64_t T, cudaStream_t stream) {
   static const bool once = (allow_smem(prefill_wgmma_kernel, kSmemBytes), true);
   (void)once;
-  prefill_wgmma_kernel<<<grid_size(p, T, kBM), kThreads, kSmemBytes, stream>>>(p);
+  detail::launch(prefill_wgmma_kernel, grid_size(p, T, kBM), kThreads, kSmemBytes, stream, p);
   NANOVLLM_CUDA_CHECK_LAUNCH();
 }
 

@@ -15,6 +15,7 @@
 //   VEC = 8, MAXC = 1, G = d / 16: 16-byte accesses, for d in {16, 32, 64, 128, 256, 512}
 //                                  with 16-byte aligned pointers;
 //   VEC = 1, MAXC = 8, G = min(32, pow2 >= d/2): any even d <= 512, any alignment.
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/bf16_vec.cuh"
 #include "kernels/cuda/ops.h"
 #include "runtime/cuda_check.h"
@@ -32,6 +33,7 @@ __global__ void __launch_bounds__(kThreads)
                         const bf16* __restrict__ q_w, const bf16* __restrict__ k_w, float eps,
                         const float* __restrict__ cos_sin, int64_t max_pos,
                         const int32_t* __restrict__ positions) {
+  detail::pdl_begin();  // launch.cuh: before any global memory access
   const int heads = nh + nkv;  // q heads then k heads: head h starts at column h * d
   const int64_t head = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / G;
   const int sub = threadIdx.x & (G - 1);
@@ -126,10 +128,10 @@ void qk_norm_rope(void* qkv, int64_t T, int nh, int nkv, int d, const void* q_we
   const auto* kw = static_cast<const bf16*>(k_weight);
   const dim3 grid(static_cast<unsigned>(blocks));
   if (vec)
-    qk_norm_rope_kernel<8, 1><<<grid, kThreads, 0, stream>>>(x, T, nh, nkv, d, G, qw, kw, eps,
+    detail::launch(qk_norm_rope_kernel<8, 1>, grid, kThreads, 0, stream, x, T, nh, nkv, d, G, qw, kw, eps,
                                                               cos_sin, max_pos, positions);
   else  // half <= 256 = 8 * 32 lanes
-    qk_norm_rope_kernel<1, 8><<<grid, kThreads, 0, stream>>>(x, T, nh, nkv, d, G, qw, kw, eps,
+    detail::launch(qk_norm_rope_kernel<1, 8>, grid, kThreads, 0, stream, x, T, nh, nkv, d, G, qw, kw, eps,
                                                               cos_sin, max_pos, positions);
   NANOVLLM_CUDA_CHECK_LAUNCH();
 }

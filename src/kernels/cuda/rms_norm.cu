@@ -16,6 +16,7 @@
 // between the sum of squares (a block reduction) and the scaling, so every element is read
 // from memory once. VEC = 8 (16-byte accesses) when H % 8 == 0 and every pointer is 16-byte
 // aligned, else 1.
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/bf16_vec.cuh"
 #include "kernels/cuda/ops.h"
 #include "runtime/cuda_check.h"
@@ -31,6 +32,7 @@ template <int VEC, int MAXR, bool ADD>
 __global__ void __launch_bounds__(1024)
     rms_norm_kernel(const bf16* in, bf16* residual, const bf16* __restrict__ w, bf16* out,
                     float eps, int64_t H) {
+  detail::pdl_begin();  // launch.cuh: before any global memory access
   const int64_t row = blockIdx.x * H;
   const int nvec = static_cast<int>(H / VEC);
   float v[MAXR][VEC];
@@ -76,7 +78,7 @@ void launch_with_r(int64_t per_thread, dim3 grid, int threads, const bf16* in, b
                    const bf16* w, bf16* out, float eps, int64_t H, cudaStream_t stream) {
   if constexpr (R <= kMaxR<VEC>) {
     if (per_thread <= R)
-      rms_norm_kernel<VEC, R, ADD><<<grid, threads, 0, stream>>>(in, residual, w, out, eps, H);
+      detail::launch(rms_norm_kernel<VEC, R, ADD>, grid, threads, 0, stream, in, residual, w, out, eps, H);
     else
       launch_with_r<VEC, ADD, 2 * R>(per_thread, grid, threads, in, residual, w, out, eps, H, stream);
   }

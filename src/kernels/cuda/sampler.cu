@@ -51,6 +51,7 @@
 // samples the same token wherever it sits in the batch.
 #include <string>
 
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/bf16_vec.cuh"
 #include "kernels/cuda/sampler.h"
 #include "kernels/cuda/sampler_device.cuh"
@@ -377,6 +378,7 @@ __device__ void chunk_pass(const Args& a, int r, int c, const FastRow& f, Partia
 // Pass 1 of the split rows: block (c, y) takes chunk c of rows y, y + gridDim.y, ...; the
 // other rows' blocks return at once.
 __global__ void __launch_bounds__(kThreads, 3) chunk_kernel(Args a) {
+  detail::pdl_begin();  // launch.cuh: before any global memory access
   const int c = blockIdx.x, nch = gridDim.x;
   for (int r = blockIdx.y; r < a.R; r += gridDim.y) {
     FastRow f;
@@ -456,6 +458,7 @@ __device__ int sample_filtered(const Row& row, const Smem& sm, float m, int fini
 }
 
 __global__ void __launch_bounds__(kThreads, 2) sample_kernel(Args a) {
+  detail::pdl_begin();  // launch.cuh: before any global memory access
   extern __shared__ ull smem[];
   const Smem sm{smem, smem + kCap, reinterpret_cast<uint32_t*>(smem + kCap + kBins),
                 reinterpret_cast<uint32_t*>(smem + kCap + kBins) + kBins};
@@ -619,10 +622,10 @@ void sample(const void* logits, int64_t R, int64_t V, const SamplerParams& param
                                            static_cast<int>(smem)));
   if (a.split) {
     const dim3 grid(static_cast<unsigned>(nch), static_cast<unsigned>(R < 65535 ? R : 65535));
-    chunk_kernel<<<grid, kThreads, 0, stream>>>(a);
+    detail::launch(chunk_kernel, grid, kThreads, 0, stream, a);
     NANOVLLM_CUDA_CHECK_LAUNCH();
   }
-  sample_kernel<<<static_cast<unsigned>(R), kThreads, smem, stream>>>(a);
+  detail::launch(sample_kernel, static_cast<unsigned>(R), kThreads, smem, stream, a);
   NANOVLLM_CUDA_CHECK_LAUNCH();
 }
 

@@ -9,6 +9,7 @@
 // Bytes: 4TI read, 2TI written. A grid-stride loop over the T * I / VEC output packs, each
 // thread reading one gate pack and one up pack; VEC = 8 (16-byte accesses) when I % 8 == 0 and
 // both pointers are 16-byte aligned, else 1.
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/bf16_vec.cuh"
 #include "kernels/cuda/ops.h"
 #include "runtime/cuda_check.h"
@@ -21,6 +22,7 @@ using detail::bf16;
 template <int VEC>
 __global__ void silu_and_mul_kernel(const bf16* __restrict__ gate_up, bf16* __restrict__ out,
                                     int64_t T, int64_t I) {
+  detail::pdl_begin();  // launch.cuh: before any global memory access
   const int64_t row_vecs = I / VEC;
   const int64_t n = T * row_vecs;
   for (int64_t k = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; k < n;
@@ -55,9 +57,9 @@ void silu_and_mul(const void* gate_up, void* out, int64_t T, int64_t I, cudaStre
   const auto* in = static_cast<const bf16*>(gate_up);
   auto* o = static_cast<bf16*>(out);
   if (vec)
-    silu_and_mul_kernel<8><<<blocks, threads, 0, stream>>>(in, o, T, I);
+    detail::launch(silu_and_mul_kernel<8>, blocks, threads, 0, stream, in, o, T, I);
   else
-    silu_and_mul_kernel<1><<<blocks, threads, 0, stream>>>(in, o, T, I);
+    detail::launch(silu_and_mul_kernel<1>, blocks, threads, 0, stream, in, o, T, I);
   NANOVLLM_CUDA_CHECK_LAUNCH();
 }
 

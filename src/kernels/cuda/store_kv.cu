@@ -10,6 +10,7 @@
 // A copy: bits in = bits out. Bytes: 4 T nkv d read and written. A grid-stride loop over
 // (token, k or v, pack) with VEC = 8 (16-byte accesses) when d % 8 == 0 and the three pointers
 // are 16-byte aligned, else 1. Distinct slots make the writes disjoint.
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/bf16_vec.cuh"
 #include "kernels/cuda/ops.h"
 #include "runtime/cuda_check.h"
@@ -24,6 +25,7 @@ template <int VEC>
 __global__ void store_kv_kernel(const bf16* __restrict__ qkv, bf16* __restrict__ k_cache,
                                 bf16* __restrict__ v_cache, const int32_t* __restrict__ slot_mapping,
                                 int64_t T, int64_t q_width, int64_t kv_width, int64_t num_slots) {
+  detail::pdl_begin();  // launch.cuh: before any global memory access
   using P = Pack<bf16, VEC>;
   const int64_t kv_vecs = kv_width / VEC;
   const int64_t per_token = 2 * kv_vecs;
@@ -66,9 +68,9 @@ void store_kv(const void* qkv, int64_t T, int nh, int nkv, int d, void* k_cache,
   auto* kc = static_cast<bf16*>(k_cache);
   auto* vc = static_cast<bf16*>(v_cache);
   if (vec)
-    store_kv_kernel<8><<<blocks, threads, 0, stream>>>(in, kc, vc, slot_mapping, T, q_width, kv_width, num_slots);
+    detail::launch(store_kv_kernel<8>, blocks, threads, 0, stream, in, kc, vc, slot_mapping, T, q_width, kv_width, num_slots);
   else
-    store_kv_kernel<1><<<blocks, threads, 0, stream>>>(in, kc, vc, slot_mapping, T, q_width, kv_width, num_slots);
+    detail::launch(store_kv_kernel<1>, blocks, threads, 0, stream, in, kc, vc, slot_mapping, T, q_width, kv_width, num_slots);
   NANOVLLM_CUDA_CHECK_LAUNCH();
 }
 

@@ -1,0 +1,54 @@
+// Kernel launches with programmatic dependent launch (PDL, compute capability 9.0 and later).
+//
+// A batch-1 decode step is a chain of ~300 small kernels (Qwen3-0.6B); between two of them the
+// GPU drains one grid and only then launches the next, a gap of a few microseconds each that
+// the step pays ~300 times. With PDL a kernel may be launched while the one before it is still
+// running: every kernel here begins with pdl_begin(), which (1) lets the next kernel in the
+// stream be launched as soon as every CTA of this one is resident, so its launch and set-up
+// overlap this one's tail, and (2) waits until the grids this one depends on have completed and
+// their writes are visible, before it touches any memory. So the results are those of plain
+// stream order; only the launch latency is hidden. Kernels not launched through launch() (cuBLAS)
+// keep plain stream order on both sides.
+//
+// Every kernel launched through launch() must call pdl_begin() before its first global memory
+// access: without it a kernel could read inputs still being written.
+//
+// NANOVLLM_PDL=0 launches without the attribute (pdl_begin() then returns at once).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <utility>
+
+#include "runtime/cuda_check.h"
+
+namespace nanovllm::gpu::detail {
+
+// True when launches carry the PDL attribute: a compute capability 9.x+ device and NANOVLLM_PDL
+// not "0" (read once per process).
+bool pdl_enabled();
+
+__device__ __forceinline__ void pdl_begin() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...), with the PDL attribute when enabled; checked.
+template <typename... Params, typename... Args>
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = &attr;
+  cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  NANOVLLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
+
+}  // namespace nanovllm::gpu::detail
