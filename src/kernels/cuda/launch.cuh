@@ -13,7 +13,9 @@
 // Every kernel launched through launch() must call pdl_begin() before its first global memory
 // access: without it a kernel could read inputs still being written.
 //
-// NANOVLLM_PDL=0 launches without the attribute (pdl_begin() then returns at once).
+// Off by default (NANOVLLM_PDL=1 turns it on): measured on an H200 (2026-11-28, e9aaaf1), it made
+// batch-1 decode slower, not faster: Qwen3-0.6B 1.185 -> 1.264 ms per token, Qwen3-8B 4.912 ->
+// 4.944, bench.py unchanged (5.59 / 5.60 s). Without the attribute, pdl_begin() returns at once.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -24,8 +26,8 @@
 
 namespace nanovllm::gpu::detail {
 
-// True when launches carry the PDL attribute: a compute capability 9.x+ device and NANOVLLM_PDL
-// not "0" (read once per process).
+// True when launches carry the PDL attribute: a compute capability 9.x+ device and
+// NANOVLLM_PDL=1 (read once per process).
 bool pdl_enabled();
 
 __device__ __forceinline__ void pdl_begin() {
