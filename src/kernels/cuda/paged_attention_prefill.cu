@@ -286,10 +286,8 @@ __global__ void __launch_bounds__(WARPS * 32, MIN_CTAS) prefill_tc_kernel(const 
   const int kvh = static_cast<int>(blockIdx.x % p.nkv), g = p.group;
   Tile tl;
   if (!find_tile<BM>(p, blockIdx.x / p.nkv, tl)) return;  // whole CTA: uniform
-  const int ctx = clamped_context(p, tl.s);
-  const int key_base = ctx - tl.q_len;                       // row i sees keys < key_base + i + 1
-  const int k_last = key_base + (tl.r_end - 1) / g + 1;      // keys the tile's last row sees
-  const int n_kv = k_last > 0 ? (k_last + BN - 1) / BN : 0;
+  const TileKeys keys = tile_keys<BN>(p, tl);
+  const int ctx = keys.ctx, key_base = keys.key_base, n_kv = keys.n_kv;
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int32_t* table = p.block_tables + int64_t{tl.s} * p.max_blocks;

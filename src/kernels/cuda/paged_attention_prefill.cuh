@@ -112,6 +112,19 @@ __device__ __forceinline__ int clamped_context(const PrefillParams& p, int s) {
   return static_cast<int>(n < 0 ? 0 : (n > cap ? cap : n));
 }
 
+// The keys of a tile's rows: row i of the sequence (query q_begin + i) sees keys
+// < key_base + i + 1; the tile walks the n_kv key tiles of BN keys that its last row sees.
+struct TileKeys {
+  int ctx, key_base, n_kv;
+};
+template <int BN>
+__device__ __forceinline__ TileKeys tile_keys(const PrefillParams& p, const Tile& tl) {
+  const int ctx = clamped_context(p, tl.s);
+  const int key_base = ctx - tl.q_len;
+  const int k_last = key_base + (tl.r_end - 1) / p.group + 1;
+  return {ctx, key_base, k_last > 0 ? (k_last + BN - 1) / BN : 0};
+}
+
 // One key tile's online-softmax step (base 2) for the 16 rows of one m16 slice. On entry sc holds
 // the raw scores q . k of keys key0 .. key0 + BN - 1; on return, p = 2^(scale q.k - m) (exactly
 // 0 where masked), with (m_run, l_run) updated and alpha the factor by which the slice's output
