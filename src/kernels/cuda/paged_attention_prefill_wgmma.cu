@@ -14,8 +14,9 @@
 // Producer and consumers meet only at mbarriers: full[s] (the producer's 128 threads arrive once
 // their copies of the stage have landed, after a proxy fence: the MMAs read shared memory
 // through the async proxy) and empty[s] (the 256 consumer threads arrive once their MMAs on the
-// stage are complete). The two warpgroups are not otherwise synchronised, so one's softmax runs
-// while the other's MMAs hold the tensor cores.
+// stage are complete). Besides, the two consumer warpgroups take turns to issue their S products
+// (named barriers, the consumer loop's "ping-pong"), so that one's softmax runs while the
+// other's MMAs hold the tensor cores.
 //
 // Per key tile, each consumer warpgroup: S = Q K^T (8 wgmma m64n128k16, both operands in shared
 // memory, K-major), the online softmax on the accumulator fragments (softmax_tile, the code the
