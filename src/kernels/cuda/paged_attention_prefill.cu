@@ -234,10 +234,7 @@ __global__ void __launch_bounds__(kThreads, 2) prefill_narrow_kernel(const Prefi
   __syncthreads();
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    float l = l_run[h];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const float inv = l > 0.f ? 1.f / l : 0.f;
+    const float inv = row_inv_denominator(l_run[h]);
     bf16* dst = sQ + (row_a + 8 * h) * LD + (lane % 4) * 2;
 #pragma unroll
     for (int nb = 0; nb < D / 8; ++nb)
@@ -491,10 +488,7 @@ __global__ void __launch_bounds__(WARPS * 32, MIN_CTAS) prefill_tc_kernel(const 
   for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      float l = l_run[mt][h];
-      l += __shfl_xor_sync(0xffffffffu, l, 1);
-      l += __shfl_xor_sync(0xffffffffu, l, 2);
-      const float inv = l > 0.f ? 1.f / l : 0.f;
+      const float inv = row_inv_denominator(l_run[mt][h]);
       bf16* dst = sQ + (wrow + 16 * mt + lane / 4 + 8 * h) * LD + (lane % 4) * 2;
 #pragma unroll
       for (int nb = 0; nb < D / 8; ++nb)

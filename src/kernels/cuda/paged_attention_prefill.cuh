@@ -125,6 +125,14 @@ __device__ __forceinline__ TileKeys tile_keys(const PrefillParams& p, const Tile
   return {ctx, key_base, k_last > 0 ? (k_last + BN - 1) / BN : 0};
 }
 
+// 1 / (a row's softmax denominator) at the end of the key walk: each of the 4 lanes holding the
+// row has a partial sum l; 0 for a row that saw no key (written as zeros).
+__device__ __forceinline__ float row_inv_denominator(float l) {
+  l += __shfl_xor_sync(0xffffffffu, l, 1);
+  l += __shfl_xor_sync(0xffffffffu, l, 2);
+  return l > 0.f ? 1.f / l : 0.f;
+}
+
 // One key tile's online-softmax step (base 2) for the 16 rows of one m16 slice. On entry sc holds
 // the raw scores q . k of keys key0 .. key0 + BN - 1; on return, p = 2^(scale q.k - m) (exactly
 // 0 where masked), with (m_run, l_run) updated and alpha the factor by which the slice's output

@@ -346,10 +346,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
   // every S product was waited for), then write whole 16-byte chunks of each real row.
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    float l = l_run[h];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const float inv = l > 0.f ? 1.f / l : 0.f;
+    const float inv = row_inv_denominator(l_run[h]);
     const int r = wrow + warp * 16 + lane / 4 + 8 * h;
 #pragma unroll
     for (int j = 0; j < 16; ++j)  // n8 block j is 16-byte chunk j of the row
