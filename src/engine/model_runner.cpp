@@ -83,7 +83,9 @@ int ModelRunner::size_cache_from_memory() {
   allocate_cache(1);
   backend_.begin_profile();
   {
-    const int T = max_tokens_;
+    // No step holds more than max_num_seqs sequences of at most max_model_len tokens each, so a
+    // small max_num_seqs (batch-1 serving) also caps the largest prefill step.
+    const int T = static_cast<int>(std::min<int64_t>(max_tokens_, int64_t{max_seqs_} * config_.max_model_len));
     const int nseq = std::max({std::min(max_seqs_, T), (T + config_.max_model_len - 1) / config_.max_model_len, 1});
     HostBatch b = padding_batch(0, max_blocks_per_seq_);
     b.cu = {0};

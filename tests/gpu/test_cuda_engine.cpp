@@ -471,6 +471,36 @@ TEST(CudaEngine, GreedyInvariantToGraphsAndPrefixCaching) {
   for (const std::string& d : real_models()) check_invariance(d, 151936, 24, 48);
 }
 
+// max_num_seqs below max_num_batched_tokens / max_model_len (batch-1 serving): the runner's
+// memory-profiling step used to run ceil(8192 / 1024) = 8 sequences, more than one step may
+// hold, and the engine refused to start ("exceeds the runner's capacity"). One sequence at a
+// time must start, and give the tokens of the batched run (decode is batch invariant; every
+// prompt here prefills in one step).
+TEST(CudaEngine, OneSequenceAtATime) {
+  REQUIRE_GPU();
+  const std::string model = (kFixtures / "models" / "qwen3-untied-bf16-g2-d128-sharded").string();
+  std::vector<Prompt> prompts;
+  std::mt19937 gen(7);
+  std::uniform_int_distribution<int32_t> tok(0, 511);
+  for (int n : {5, 40, 300}) {
+    std::vector<int32_t> ids(static_cast<size_t>(n));
+    for (auto& t : ids) t = tok(gen);
+    prompts.push_back(ids);
+  }
+  std::vector<std::vector<int32_t>> outs[2];
+  for (int one = 0; one < 2; ++one) {
+    Config c = cuda_config(false, false);
+    if (one) c.max_num_seqs = 1;
+    LLM llm(model, c);
+    for (const auto& o : llm.generate(prompts, greedy(20))) outs[one].push_back(o.token_ids);
+  }
+  ASSERT_EQ(outs[1].size(), prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(outs[1][i].size(), 20u) << "prompt " << i;
+    EXPECT_EQ(outs[1][i], outs[0][i]) << "prompt " << i << ": one at a time vs batched";
+  }
+}
+
 // The engine's greedy output against transformers' generate() on the fixtures. bf16 (ours and
 // theirs) may part ways after a near-tie, so this counts agreement and requires the first
 // token of each prompt to match.
