@@ -38,11 +38,23 @@ template <int M>
 __global__ void __launch_bounds__(kThreads) gemv_kernel(const bf16* __restrict__ x, const bf16* __restrict__ w,
                                                         const bf16* __restrict__ bias, bf16* __restrict__ out,
                                                         int N, int K) {
-  detail::pdl_begin();  // launch.cuh: before any global memory access
   const int warp = (blockIdx.x * kThreads + threadIdx.x) / 32, lane = threadIdx.x % 32;
   const int n0 = warp * kRowsPerWarp;
-  if (n0 >= N) return;  // whole warp
   const int chunks = K / 8;
+  // The weights are no earlier kernel's output, so the first pass's weight bytes head for L2
+  // before the wait (launch.cuh): with PDL on, that overlaps the previous kernel. For K <= 1024
+  // the first pass is the whole row.
+  if (n0 < N) {
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      const bf16* row = w + int64_t{n0 + r < N ? n0 + r : n0} * K;
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)  // a warp's 32 prefetches coalesce into 4 lines
+        if (lane + 32 * u < chunks) asm volatile("prefetch.global.L2 [%0];" ::"l"(row + (lane + 32 * u) * 8));
+    }
+  }
+  detail::pdl_begin();  // launch.cuh: before reading x or writing out
+  if (n0 >= N) return;  // whole warp
   float acc[kRowsPerWarp][M];
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r)

@@ -7,7 +7,7 @@ namespace nanovllm::gpu::detail {
 
 bool pdl_enabled() {
   static const bool enabled = [] {
-    if (!env_switch("NANOVLLM_PDL", false)) return false;  // off by default: see launch.cuh
+    if (!env_switch("NANOVLLM_PDL", true)) return false;  // NANOVLLM_PDL=0 turns it off
     int dev = 0, major = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return false;
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;

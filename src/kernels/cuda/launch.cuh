@@ -3,19 +3,26 @@
 // A batch-1 decode step is a chain of ~300 small kernels (Qwen3-0.6B); between two of them the
 // GPU drains one grid and only then launches the next, a gap of a few microseconds each that
 // the step pays ~300 times. With PDL a kernel may be launched while the one before it is still
-// running: every kernel here begins with pdl_begin(), which (1) lets the next kernel in the
-// stream be launched as soon as every CTA of this one is resident, so its launch and set-up
-// overlap this one's tail, and (2) waits until the grids this one depends on have completed and
-// their writes are visible, before it touches any memory. So the results are those of plain
-// stream order; only the launch latency is hidden. Kernels not launched through launch() (cuBLAS)
-// keep plain stream order on both sides.
+// running. Every kernel here begins with pdl_begin(), which (1) waits until the grid it depends
+// on has completed and its writes are visible, before it touches any memory, then (2) lets the
+// next kernel in the stream be launched, so that kernel's launch and set-up overlap this one's
+// work. The results are those of plain stream order. Kernels not launched through launch()
+// (cuBLAS) keep plain stream order on both sides.
 //
-// Every kernel launched through launch() must call pdl_begin() before its first global memory
-// access: without it a kernel could read inputs still being written.
+// Wait first, then trigger: the other order (trigger, then wait) let each early-launched kernel
+// at once launch the one after it, so a chain of grids sat resident, waiting, holding the SMs'
+// registers and shared memory: measured slower (H200, e9aaaf1: Qwen3-0.6B 1.185 -> 1.264 ms per
+// token). Triggering after the wait keeps at most one grid launched ahead.
 //
-// Off by default (NANOVLLM_PDL=1 turns it on): measured on an H200 (2026-11-28, e9aaaf1), it made
-// batch-1 decode slower, not faster: Qwen3-0.6B 1.185 -> 1.264 ms per token, Qwen3-8B 4.912 ->
-// 4.944, bench.py unchanged (5.59 / 5.60 s). Without the attribute, pdl_begin() returns at once.
+// A kernel may read memory that no earlier kernel writes (weights) before it waits: the GEMV
+// prefetches its first weight chunks into L2 there (pdl_wait() and pdl_trigger() separately).
+//
+// Every kernel launched through launch() must call pdl_begin() (or pdl_wait()) before its first
+// read of anything an earlier kernel writes, and before its first write.
+//
+// On by default on compute capability 9.x+ (NANOVLLM_PDL=0 turns it off; without the attribute
+// these return at once). Measured on an H200 (2026-11-28, with the GEMV prefetch): Qwen3-0.6B
+// batch 1 1.245 -> 1.163 ms per token, Qwen3-8B 4.972 -> 4.938, bench.py 5.63 -> 5.62 s.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -26,15 +33,23 @@
 
 namespace nanovllm::gpu::detail {
 
-// True when launches carry the PDL attribute: a compute capability 9.x+ device and
-// NANOVLLM_PDL=1 (read once per process).
+// True when launches carry the PDL attribute: a compute capability 9.x+ device, unless
+// NANOVLLM_PDL=0 (read once per process).
 bool pdl_enabled();
 
-__device__ __forceinline__ void pdl_begin() {
+__device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_begin() {
+  pdl_wait();
+  pdl_trigger();
 }
 
 // kernel<<<grid, block, smem, stream>>>(args...), with the PDL attribute when enabled; checked.
