@@ -105,10 +105,9 @@ class Qwen3ForCausalLM final : public CausalLM {
       tap("attn_norm", li, h);
       L.qkv_proj.forward(b_, h, qkv);
       tap("qkv", li, qkv);
-      b_.qk_norm_rope(qkv, nh, nkv, d, &L.q_norm.weight(), &L.k_norm.weight(), L.q_norm.eps(),
-                      rotary_.cos_sin(), meta.positions);
+      b_.qk_norm_rope_store_kv(qkv, nh, nkv, d, &L.q_norm.weight(), &L.k_norm.weight(), L.q_norm.eps(),
+                               rotary_.cos_sin(), cache.k[i], cache.v[i], meta);
       tap("qkv_rope", li, qkv);
-      b_.store_kv(qkv, nh, nkv, d, cache.k[i], cache.v[i], meta);
       b_.attention(qkv, nh, nkv, d, scale, cache.k[i], cache.v[i], meta, attn);
       tap("attn", li, attn);
       L.o_proj.forward(b_, attn, h);

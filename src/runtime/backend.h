@@ -79,6 +79,15 @@ class Backend {
   // (num_blocks, block_size, nkv, d) at meta.slot_mapping.
   virtual void store_kv(const Tensor& qkv, int num_heads, int num_kv_heads, int head_dim,
                         Tensor& k_cache, Tensor& v_cache, const AttentionMetadata& meta) = 0;
+  // qk_norm_rope, then store_kv, as one op: the CUDA backend does both in one kernel (a decode
+  // step at batch 1 is launch-bound). The default calls the two ops.
+  virtual void qk_norm_rope_store_kv(Tensor& qkv, int num_heads, int num_kv_heads, int head_dim,
+                                     const Tensor* q_weight, const Tensor* k_weight, float eps,
+                                     const Tensor& cos_sin, Tensor& k_cache, Tensor& v_cache,
+                                     const AttentionMetadata& meta) {
+    qk_norm_rope(qkv, num_heads, num_kv_heads, head_dim, q_weight, k_weight, eps, cos_sin, meta.positions);
+    store_kv(qkv, num_heads, num_kv_heads, head_dim, k_cache, v_cache, meta);
+  }
   // Causal grouped-query attention of the q part of qkv over the paged caches.
   // out (T, nh d). Query row i of sequence s sits at position context_lens[s] - q_len + i.
   virtual void attention(const Tensor& qkv, int num_heads, int num_kv_heads, int head_dim,

@@ -277,11 +277,11 @@ struct DeviceBatch {
 };
 
 void run_decode(DeviceBatch& d, const Batch& b, int max_context_len, DeviceBuf<float>& ws,
-                cudaStream_t stream) {
+                cudaStream_t stream, int* counters = nullptr) {
   gpu::paged_attention_decode(d.qkv.data(), b.nh, b.nkv, b.d, b.scale, d.kc.data(), d.vc.data(),
                               b.bs, b.num_blocks, b.num_seqs(), d.ctx.data(), d.tables.data(),
                               b.max_blocks, max_context_len, d.out.data(), ws.data(), ws.bytes(),
-                              stream);
+                              stream, counters);
 }
 
 void run_prefill(DeviceBatch& d, const Batch& b, cudaStream_t stream) {
@@ -308,6 +308,24 @@ Stats check_decode(Stream& stream, const Batch& b, int bound = 0, std::vector<ui
   const Stats s = compare(out, ref, b.T * b.nh, b.d);
   EXPECT_CLOSE(s, b.what());
   if (out_bits) *out_bits = out;
+
+  // Again with counters: the splits combined inside the one kernel must give the same bits, and
+  // leave every counter zero (twice, so the second call starts from what the first left).
+  DeviceBuf<int32_t> counters(gpu::paged_attention_decode_counters(b.num_seqs(), b.nh, b.nkv));
+  NANOVLLM_CUDA_CHECK(cudaMemset(counters.data(), 0, counters.bytes()));
+  for (int round = 0; round < 2; ++round) {
+    d.out.poison();
+    run_decode(d, b, max_ctx, ws, stream, counters.data());
+    stream.sync();
+    const std::vector<uint16_t> fused = d.out.download();
+    EXPECT_EQ(d.out.bad_guards(), 0u) << "wrote outside out (counters)";
+    size_t diff = 0;
+    for (size_t i = 0; i < fused.size(); ++i) diff += fused[i] != out[i];
+    EXPECT_EQ(diff, 0u) << "combining in the split kernel changed the output bits (round " << round << ")";
+    const std::vector<int32_t> left = counters.download();
+    EXPECT_EQ(counters.bad_guards(), 0u) << "wrote outside the counters";
+    EXPECT_EQ(std::count(left.begin(), left.end(), 0), std::ptrdiff_t(left.size())) << "counters not left zero";
+  }
   return s;
 }
 
@@ -556,6 +574,19 @@ TEST(CudaAttentionGraph, CaptureOnceReplayOnNewMetadata) {
     replay_and_check(exec, stream, d, a, report);
     NANOVLLM_CUDA_CHECK(cudaGraphExecDestroy(exec));
   }
+  {  // with counters, combined inside the split kernel: each replay must leave them zero
+    DeviceBatch d(a);
+    DeviceBuf<float> ws(gpu::paged_attention_decode_workspace_bytes(6, 16, 4, 128, bound) / sizeof(float));
+    DeviceBuf<int32_t> counters(gpu::paged_attention_decode_counters(6, 16, 4));
+    NANOVLLM_CUDA_CHECK(cudaMemset(counters.data(), 0, counters.bytes()));
+    const cudaGraphExec_t exec = capture(stream, [&] { run_decode(d, a, bound, ws, stream, counters.data()); });
+    replay_and_check(exec, stream, d, b, report);
+    replay_and_check(exec, stream, d, a, report);
+    replay_and_check(exec, stream, d, b, report);
+    NANOVLLM_CUDA_CHECK(cudaGraphExecDestroy(exec));
+    const std::vector<int32_t> left = counters.download();
+    EXPECT_EQ(std::count(left.begin(), left.end(), 0), std::ptrdiff_t(left.size())) << "counters not left zero";
+  }
   const int T = sanitizing() ? 120 : 700;
   const Batch p1 = make_batch(8, 2, 64, bs, {{T - 21, T - 21}, {20, 300}, {1, 77}}, 1.f, 200, 80);
   const Batch p2 = make_batch(8, 2, 64, bs, {{1, 5}, {T - 2, T + 40}, {1, 1}}, 1.f, 200, 80);
@@ -637,19 +668,26 @@ void time_decode(Stream& stream, const std::vector<int>& ctx, int bound, const c
   lens.upload(ctx);
   const size_t ws_bytes = gpu::paged_attention_decode_workspace_bytes(n, nh, nkv, d, bound);
   DeviceBuf<float> ws(ws_bytes / sizeof(float));
+  DeviceBuf<int32_t> counters(gpu::paged_attention_decode_counters(n, nh, nkv));
+  NANOVLLM_CUDA_CHECK(cudaMemset(counters.data(), 0, counters.bytes()));
   const float scale = 1.f / std::sqrt(float(d));
-  int launches = 0;
-  const double ms = median_ms(stream, 50, [&] {
-    const int32_t* table = tables.data() + size_t(launches++ % sets) * n * width;
-    gpu::paged_attention_decode(qkv.data(), nh, nkv, d, scale, kc.data(), vc.data(), bs, num_blocks, n,
-                                lens.data(), table, width, bound, out.data(), ws.data(), ws.bytes(), stream);
-  });
-  EXPECT_EQ(count_nonfinite(out), 0u);
-  const double keys = std::accumulate(ctx.begin(), ctx.end(), 0.0);
-  const double bytes = 4.0 * keys * nkv * d + double(n) * nh * d * 2 * 2;  // K, V, q, out
-  const double flops = 4.0 * nh * keys * d;
-  std::printf("[ CudaAttention ] timing decode  %s, %d/%d heads, d=%d, bs=%d: %.3f ms, %.0f GB/s, "
-              "%.2f TFLOP/s\n", label, nh, nkv, d, bs, ms, bytes / ms / 1e6, flops / ms / 1e9);
+  // Two kernels (split, then combine), then one (combined in the split kernel: the engine's way).
+  for (bool one_kernel : {false, true}) {
+    int launches = 0;
+    const double ms = median_ms(stream, 50, [&] {
+      const int32_t* table = tables.data() + size_t(launches++ % sets) * n * width;
+      gpu::paged_attention_decode(qkv.data(), nh, nkv, d, scale, kc.data(), vc.data(), bs, num_blocks, n,
+                                  lens.data(), table, width, bound, out.data(), ws.data(), ws.bytes(), stream,
+                                  one_kernel ? counters.data() : nullptr);
+    });
+    EXPECT_EQ(count_nonfinite(out), 0u);
+    const double keys = std::accumulate(ctx.begin(), ctx.end(), 0.0);
+    const double bytes = 4.0 * keys * nkv * d + double(n) * nh * d * 2 * 2;  // K, V, q, out
+    const double flops = 4.0 * nh * keys * d;
+    std::printf("[ CudaAttention ] timing decode  %s, %d/%d heads, d=%d, bs=%d, %s: %.3f ms, %.0f GB/s, "
+                "%.2f TFLOP/s\n", label, nh, nkv, d, bs, one_kernel ? "one kernel" : "two kernels", ms,
+                bytes / ms / 1e6, flops / ms / 1e9);
+  }
 }
 
 TEST(CudaAttentionPerf, DecodeTiming) {

@@ -464,6 +464,86 @@ TEST(CudaKernels, StoreKv) {
   }
 }
 
+// qk_norm_rope_store_kv against qk_norm_rope then store_kv on the same inputs (each checked
+// against the CPU reference above): qkv and both caches must come back bit for bit the same,
+// the caches' unwritten rows still poisoned, no guard byte touched.
+void run_qk_norm_rope_store_kv(Stream& stream, Report& report, int64_t T, int nh, int nkv, int d,
+                               int block_size, bool misalign) {
+  const std::string what = shape({{"T", T}, {"nh", nh}, {"nkv", nkv}, {"d", d}, {"block_size", block_size},
+                                  {"misalign", misalign}});
+  SCOPED_TRACE(what);
+  const int64_t row = int64_t(nh + 2 * nkv) * d, kv_width = int64_t(nkv) * d, max_pos = 4096;
+  const int64_t num_slots = ((T + block_size - 1) / block_size + 3) * block_size;
+  const Bf16Host qkv = random_bf16(size_t(T * row), 0.f, 3.f);
+  const Bf16Host qw = random_bf16(size_t(d), 1.f, 0.3f), kw = random_bf16(size_t(d), 1.f, 0.3f);
+  std::vector<float> cos_sin(max_pos * d);
+  std::uniform_real_distribution<float> unit(-1.f, 1.f);
+  for (auto& c : cos_sin) c = unit(rng());
+  std::vector<int32_t> pos(T);
+  std::uniform_int_distribution<int32_t> pick(0, int32_t(max_pos - 1));
+  for (auto& p : pos) p = pick(rng());
+  std::vector<int32_t> map = make_slot_mapping(T, num_slots);
+  if (std::count(map.begin(), map.end(), -1) == std::ptrdiff_t(T)) map[0] = 0;  // store at least one token
+  DeviceBuf<float> d_cs(max_pos * d);
+  DeviceBuf<int32_t> d_pos(T), d_map(T);
+  Bf16Buf d_qw(d), d_kw(d);
+  d_cs.upload(cos_sin);
+  d_pos.upload(pos);
+  d_map.upload(map);
+  d_qw.upload(qw.bits);
+  d_kw.upload(kw.bits);
+
+  // [0]: two ops, [1]: fused.
+  std::vector<uint16_t> out_qkv[2], out_k[2], out_v[2];
+  size_t guards = 0;
+  for (int fused = 0; fused < 2; ++fused) {
+    Bf16Buf d_qkv(T * row, misalign), d_kc(num_slots * kv_width, misalign), d_vc(num_slots * kv_width, misalign);
+    d_qkv.upload(qkv.bits);
+    if (fused) {
+      gpu::qk_norm_rope_store_kv(d_qkv.data(), T, nh, nkv, d, d_qw.data(), d_kw.data(), 1e-6f, d_cs.data(), max_pos,
+                                 d_pos.data(), d_kc.data(), d_vc.data(), num_slots, d_map.data(), stream);
+    } else {
+      gpu::qk_norm_rope(d_qkv.data(), T, nh, nkv, d, d_qw.data(), d_kw.data(), 1e-6f, d_cs.data(), max_pos,
+                        d_pos.data(), stream);
+      gpu::store_kv(d_qkv.data(), T, nh, nkv, d, d_kc.data(), d_vc.data(), num_slots, d_map.data(), stream);
+    }
+    stream.sync();
+    out_qkv[fused] = d_qkv.download();
+    guards += d_qkv.bad_guards();
+    out_k[fused] = d_kc.download();
+    guards += d_kc.bad_guards();
+    out_v[fused] = d_vc.download();
+    guards += d_vc.bad_guards();
+  }
+  EXPECT_EQ(guards, 0u);
+  int64_t written = 0;
+  for (uint16_t b : out_k[1]) written += b != kPoison;
+  EXPECT_GT(written, 0) << "no key was stored";
+  const int64_t mismatched = (out_qkv[0] != out_qkv[1]) + (out_k[0] != out_k[1]) + (out_v[0] != out_v[1]);
+  EXPECT_EQ(mismatched, 0) << "the fused op must write what qk_norm_rope + store_kv write";
+  report.add(Stats{mismatched ? 1.0 : 0.0, mismatched ? 1.0 : 0.0, 0, mismatched});
+}
+
+TEST(CudaKernels, QkNormRopeStoreKv) {
+  REQUIRE_GPU();
+  Stream stream;
+  Report report{"qk_norm_rope_store_kv"};
+  const int block_sizes[] = {1, 16, 64, 256};
+  const int64_t Ts[] = {1, 2, 37, 300};
+  int k = 0;
+  for (int d : {64, 128, 256})
+    for (int group : {1, 2, 4, 8})
+      for (int nkv : {1, 2, 8}) {
+        run_qk_norm_rope_store_kv(stream, report, Ts[k % 4], nkv * group, nkv, d, block_sizes[k % 4], false);
+        ++k;
+      }
+  // The element path: misaligned buffers, and head sizes the 16-byte path does not take.
+  run_qk_norm_rope_store_kv(stream, report, 33, 16, 2, 128, 16, true);
+  run_qk_norm_rope_store_kv(stream, report, 9, 6, 2, 80, 16, false);
+  run_qk_norm_rope_store_kv(stream, report, 9, 4, 4, 100, 32, false);
+  run_qk_norm_rope_store_kv(stream, report, 5, 2, 1, 8, 4, false);
+}
+
 // Bad arguments are refused on the host, before any CUDA call, so this runs without a GPU.
 TEST(CudaKernelsArgs, RejectedBeforeAnyLaunch) {
   void* p = reinterpret_cast<void*>(uintptr_t{256});  // never dereferenced: the checks throw first
@@ -486,6 +566,16 @@ TEST(CudaKernelsArgs, RejectedBeforeAnyLaunch) {
   // T == 0 is a no-op that touches nothing.
   EXPECT_NO_THROW(gpu::rms_norm(nullptr, nullptr, 1e-6f, nullptr, 0, 64, nullptr));
   EXPECT_NO_THROW(gpu::store_kv(nullptr, 0, 4, 2, 128, nullptr, nullptr, 64, nullptr, nullptr));
+  int32_t* slots = static_cast<int32_t*>(p);
+  void* p2 = reinterpret_cast<void*>(uintptr_t{512});
+  EXPECT_THROW(gpu::qk_norm_rope_store_kv(p, 4, 4, 2, 128, p, p, 1e-6f, fp, 16, ip, p, p, 64, slots, nullptr),
+               Error);  // k_cache == v_cache
+  EXPECT_THROW(gpu::qk_norm_rope_store_kv(p, 4, 4, 0, 128, p, p, 1e-6f, fp, 16, ip, p, p2, 64, slots, nullptr),
+               Error);  // no KV heads to store
+  EXPECT_THROW(gpu::qk_norm_rope_store_kv(p, 4, 4, 2, 128, p, p, 1e-6f, fp, 16, ip, p, nullptr, 64, slots, nullptr),
+               Error);
+  EXPECT_THROW(gpu::qk_norm_rope_store_kv(p, 4, 4, 2, 63, p, p, 1e-6f, fp, 16, ip, p, p2, 64, slots, nullptr),
+               Error);
   try {
     gpu::qk_norm_rope(p, 4, 4, 2, 63, p, p, 1e-6f, fp, 16, ip, nullptr);
   } catch (const Error& e) {
@@ -551,6 +641,10 @@ TEST(CudaKernelsPerf, ElementwiseTiming) {
                                     nullptr); });
     time_it("store_kv", T, 2.0 * 2 * 2 * nkv * d * T,
             [&] { gpu::store_kv(qkv.data(), T, nh, nkv, d, kc.data(), vc.data(), T, slots.data(), nullptr); });
+    // The two above as one kernel: q, k read and written, v read, k and v written to the cache.
+    time_it("qk_rope_store", T, 2.0 * (2 * (nh + nkv) + 3 * nkv) * d * T,
+            [&] { gpu::qk_norm_rope_store_kv(qkv.data(), T, nh, nkv, d, qn.data(), kn.data(), 1e-6f, cs.data(), 4096,
+                                             pos.data(), kc.data(), vc.data(), T, slots.data(), nullptr); });
   }
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);

@@ -52,6 +52,13 @@ void qk_norm_rope(void* qkv, int64_t T, int nh, int nkv, int d, const void* q_we
                   const void* k_weight, float eps, const float* cos_sin, int64_t max_pos,
                   const int32_t* positions, cudaStream_t stream);
 
+// qk_norm_rope, then store_kv (below) of the rotated k and the v, in one kernel: the cache gets
+// the same bits the two calls would write. The caches' other rows are untouched.
+void qk_norm_rope_store_kv(void* qkv, int64_t T, int nh, int nkv, int d, const void* q_weight,
+                           const void* k_weight, float eps, const float* cos_sin, int64_t max_pos,
+                           const int32_t* positions, void* k_cache, void* v_cache, int64_t num_slots,
+                           const int32_t* slot_mapping, cudaStream_t stream);
+
 // Copies k and v of each token — the (nkv, d) slices of qkv (T, (nh + 2 nkv) d) after the q
 // heads — into k_cache and v_cache (num_blocks, block_size, nkv, d) at slot_mapping (T,);
 // num_slots = num_blocks * block_size. A slot of -1 (or any slot outside [0, num_slots)) is
@@ -80,14 +87,20 @@ void store_kv(const void* qkv, int64_t T, int nh, int nkv, int d, void* k_cache,
 // workspace. workspace (float32 partials, 16-byte
 // aligned) must hold paged_attention_decode_workspace_bytes(max_num_seqs, nh, nkv, d,
 // max_context_len) for some max_num_seqs >= num_seqs; it may be null when that is 0.
+// counters: null, or paged_attention_decode_counters(max_num_seqs, nh, nkv) ints for some
+// max_num_seqs >= num_seqs, all zero, which each call leaves zero again (so one zeroed buffer
+// serves every later call on the same stream, graph replays included). With them the
+// sequences' splits are combined inside the one kernel; without, by a second kernel. The
+// output bits are the same either way.
 size_t paged_attention_decode_workspace_bytes(int max_num_seqs, int nh, int nkv, int d,
                                               int max_context_len);
+size_t paged_attention_decode_counters(int max_num_seqs, int nh, int nkv);
 void paged_attention_decode(const void* qkv, int nh, int nkv, int d, float scale,
                             const void* k_cache, const void* v_cache, int block_size,
                             int64_t num_blocks, int num_seqs, const int32_t* context_lens,
                             const int32_t* block_tables, int max_blocks_per_seq,
                             int max_context_len, void* out, void* workspace,
-                            size_t workspace_bytes, cudaStream_t stream);
+                            size_t workspace_bytes, cudaStream_t stream, int* counters = nullptr);
 
 // Any step (prefill, chunked prefill with a cached prefix, mixed with decode rows): FlashAttention-2
 // tiling on the tensor cores; at head_dim 128 on Hopper, warpgroup MMAs as FlashAttention-3 does.

@@ -43,6 +43,9 @@
 // At the end the 4 warps' (acc, m, l) meet in shared memory (one __syncthreads) in fixed order.
 // K/V loads carry an L2 evict-first hint: they are read once, and the partials written for
 // pass 2 then tend to stay in L2.
+//   With counters (paged_attention_decode's last argument) pass 2 runs inside pass 1: the last
+// CTA of a sequence's splits to finish combines them (combine_if_last), same sums, same bits,
+// one launch instead of two.
 //   Bytes: each K/V element once per KV head group, 4 n d nkv per sequence, plus q, out and,
 // with several splits, (d + 2) floats per split and query head written and read back (~1.6% at
 // 256-key splits, d = 128, 2 heads per KV head).
@@ -81,6 +84,7 @@ struct DecodeParams {
   bf16* out;                   // (num_seqs, nh d)
   float* ws_o;                 // (num_seqs, nh, grid_splits, d)   only when grid_splits > 1
   float* ws_ml;                // (num_seqs, nh, grid_splits, 2)   only when grid_splits > 1
+  int* counters;               // (num_seqs, nkv head_chunks), zero; null: pass 2 is its own kernel
   int64_t qkv_stride;          // (nh + 2 nkv) d
   int64_t num_blocks;
   int nh, nkv, group, head_chunks;
@@ -290,6 +294,55 @@ __device__ __forceinline__ void compute_tile(const char* stage, uint32_t valid, 
   }
 }
 
+// Pass 2 for 4 columns (c4 * 4 ..) of query head qh of sequence seq, over its `splits` partials
+// in split order. Reads through L2 (ld.global.cg): in the fused tail below the partials were
+// written by other CTAs of the same grid, which this SM's L1 does not see.
+template <int D>
+__device__ __forceinline__ void combine_columns(const DecodeParams& p, int seq, int qh, int c4, int splits) {
+  const int64_t base = (int64_t{seq} * p.nh + qh) * p.grid_splits;
+  float mx = -INFINITY;
+  for (int i = 0; i < splits; ++i) mx = fmaxf(mx, __ldcg(p.ws_ml + (base + i) * 2));
+  float total = 0.f, o[4] = {0.f, 0.f, 0.f, 0.f};
+  for (int i = 0; i < splits; ++i) {
+    const float m = __ldcg(p.ws_ml + (base + i) * 2), l = __ldcg(p.ws_ml + (base + i) * 2 + 1);
+    const float w = l > 0.f ? l * exp2f(m - mx) : 0.f;  // l > 0 implies m and mx finite
+    total += w;
+    const float4 v = __ldcg(reinterpret_cast<const float4*>(p.ws_o + (base + i) * D + c4 * 4));
+    o[0] = fmaf(w, v.x, o[0]);
+    o[1] = fmaf(w, v.y, o[1]);
+    o[2] = fmaf(w, v.z, o[2]);
+    o[3] = fmaf(w, v.w, o[3]);
+  }
+  const float inv = total > 0.f ? 1.f / total : 0.f;
+#pragma unroll
+  for (int e = 0; e < 4; ++e) o[e] *= inv;
+  detail::store_bf16<4>(p.out + (int64_t{seq} * p.nh + qh) * D + c4 * 4, o);
+}
+
+// Pass 2 inside pass 1 (p.counters set): each CTA of a (sequence, head chunk), once its
+// partials are written, counts itself in; the last of the `splits` CTAs to arrive combines the
+// chunk's query heads and sets the counter back to zero for the next launch. The sums are
+// combine_columns' in the same order, so the bits are those of the separate pass-2 kernel; a
+// decode step saves a launch per layer. Called by every thread of the CTA.
+template <int D>
+__device__ __forceinline__ void combine_if_last(const DecodeParams& p, int seq, int qh0, int nheads, int splits) {
+  __shared__ bool last;
+  int* counter = p.counters + int64_t{seq} * gridDim.y + blockIdx.y;
+  __syncthreads();  // every thread's partials are written (ordered before thread 0's fence)
+  if (threadIdx.x == 0) {
+    // Release: the fence is cumulative, so it covers what the barrier ordered before it (one
+    // fence per CTA, as CUTLASS's split-K semaphore does, not one per thread).
+    __threadfence();
+    last = atomicAdd(counter, 1) == splits - 1;
+    if (last) __threadfence();  // acquire: the other CTAs' partials, before the barrier below
+  }
+  __syncthreads();
+  if (!last) return;
+  for (int idx = threadIdx.x; idx < nheads * (D / 4); idx += kThreads)
+    combine_columns<D>(p, seq, qh0 + idx / (D / 4), idx % (D / 4), splits);
+  if (threadIdx.x == 0) *counter = 0;
+}
+
 template <int D, int G>
 __global__ void __launch_bounds__(kThreads, min_ctas_per_sm(G)) decode_split_kernel(const DecodeParams p) {
   detail::pdl_begin();  // launch.cuh: before any global memory access
@@ -443,11 +496,12 @@ __global__ void __launch_bounds__(kThreads, min_ctas_per_sm(G)) decode_split_ker
       }
     }
   }
+  if (splits > 1 && p.counters) combine_if_last<D>(p, seq, kvh * p.group + h0, nheads, splits);
 }
 
-// Pass 2: blockDim (D / 4, 128 / (D / 4)); thread x owns 4 columns of query head
-// blockIdx.x * blockDim.y + y of sequence blockIdx.y. Sequences with one split were finished
-// by pass 1.
+// Pass 2 as its own kernel (no counters): blockDim (D / 4, 128 / (D / 4)); thread x owns 4
+// columns of query head blockIdx.x * blockDim.y + y of sequence blockIdx.y. Sequences with one
+// split were finished by pass 1.
 template <int D>
 __global__ void __launch_bounds__(kThreads) decode_combine_kernel(const DecodeParams p) {
   detail::pdl_begin();  // launch.cuh: before any global memory access
@@ -456,24 +510,7 @@ __global__ void __launch_bounds__(kThreads) decode_combine_kernel(const DecodePa
   if (qh >= p.nh) return;
   const int splits = split_count(context_of(p, seq), p.max_splits);
   if (splits == 1) return;
-  const int64_t base = (int64_t{seq} * p.nh + qh) * p.grid_splits;
-  float mx = -INFINITY;
-  for (int i = 0; i < splits; ++i) mx = fmaxf(mx, p.ws_ml[(base + i) * 2]);
-  float total = 0.f, o[4] = {0.f, 0.f, 0.f, 0.f};
-  for (int i = 0; i < splits; ++i) {
-    const float m = p.ws_ml[(base + i) * 2], l = p.ws_ml[(base + i) * 2 + 1];
-    const float w = l > 0.f ? l * exp2f(m - mx) : 0.f;  // l > 0 implies m and mx finite
-    total += w;
-    const float4 v = *reinterpret_cast<const float4*>(p.ws_o + (base + i) * D + threadIdx.x * 4);
-    o[0] = fmaf(w, v.x, o[0]);
-    o[1] = fmaf(w, v.y, o[1]);
-    o[2] = fmaf(w, v.z, o[2]);
-    o[3] = fmaf(w, v.w, o[3]);
-  }
-  const float inv = total > 0.f ? 1.f / total : 0.f;
-#pragma unroll
-  for (int e = 0; e < 4; ++e) o[e] *= inv;
-  detail::store_bf16<4>(p.out + (int64_t{seq} * p.nh + qh) * D + threadIdx.x * 4, o);
+  combine_columns<D>(p, seq, qh, threadIdx.x, splits);
 }
 
 void check_shape(const char* op, int num_seqs, int nh, int nkv, int d, int max_context_len) {
@@ -507,7 +544,7 @@ void launch(const DecodeParams& p, int G, int num_seqs, cudaStream_t stream) {
     default: launch_split<D, 8>(p, num_seqs, stream); break;
   }
   NANOVLLM_CUDA_CHECK_LAUNCH();
-  if (p.grid_splits > 1) {
+  if (p.grid_splits > 1 && !p.counters) {
     const dim3 block(D / 4, kThreads / (D / 4));
     const dim3 grid((p.nh + block.y - 1) / block.y, num_seqs);
     detail::launch(decode_combine_kernel<D>, grid, block, 0, stream, p);
@@ -526,12 +563,19 @@ size_t paged_attention_decode_workspace_bytes(int max_num_seqs, int nh, int nkv,
   return size_t(max_num_seqs) * size_t(nh) * size_t(s) * size_t(d + 2) * sizeof(float);
 }
 
+size_t paged_attention_decode_counters(int max_num_seqs, int nh, int nkv) {
+  check_shape("paged_attention_decode_counters", max_num_seqs, nh, nkv, 128, 0);
+  const int group = nh / nkv;
+  const int64_t chunks = (group + heads_per_cta(group) - 1) / heads_per_cta(group);
+  return size_t(max_num_seqs) * size_t(nkv) * size_t(chunks);
+}
+
 void paged_attention_decode(const void* qkv, int nh, int nkv, int d, float scale,
                             const void* k_cache, const void* v_cache, int block_size,
                             int64_t num_blocks, int num_seqs, const int32_t* context_lens,
                             const int32_t* block_tables, int max_blocks_per_seq,
                             int max_context_len, void* out, void* workspace,
-                            size_t workspace_bytes, cudaStream_t stream) {
+                            size_t workspace_bytes, cudaStream_t stream, int* counters) {
   const char* op = "paged_attention_decode";
   using detail::require;
   check_shape(op, num_seqs, nh, nkv, d, max_context_len);
@@ -580,6 +624,7 @@ void paged_attention_decode(const void* qkv, int nh, int nkv, int d, float scale
     require(detail::aligned16(workspace), op, "workspace must be 16-byte aligned");
     p.ws_o = static_cast<float*>(workspace);
     p.ws_ml = p.ws_o + int64_t{num_seqs} * nh * p.grid_splits * d;
+    p.counters = counters;
   }
   switch (d) {
     case 64: launch<64>(p, G, num_seqs, stream); break;

@@ -6,9 +6,11 @@
 //   - host-to-device copies inside a step go through pinned staging, double-buffered across
 //     steps, so they are asynchronous and the host may reuse its vectors at once.
 // Each op checks devices, dtypes and shapes, so a wiring mistake is an Error.
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <tuple>
@@ -42,6 +44,29 @@ void expect_dev(const Tensor& t, DType dt, const char* op, const char* name) {
 void expect_bf16(const Tensor& t, const char* op, const char* name) { expect_dev(t, DType::BF16, op, name); }
 void expect_i32(const Tensor& t, const char* op, const char* name) { expect_dev(t, DType::I32, op, name); }
 
+void check_qk_norm_rope(const char* op, const Tensor& qkv, int nh, int nkv, int d, const Tensor* qw,
+                        const Tensor* kw, const Tensor& cos_sin, const Tensor& positions) {
+  expect_bf16(qkv, op, "qkv");
+  expect_dev(cos_sin, DType::F32, op, "cos_sin");
+  expect_i32(positions, op, "positions");
+  if (qw) expect_bf16(*qw, op, "q_weight");
+  if (kw) expect_bf16(*kw, op, "k_weight");
+  expect(qkv.rank() == 2 && qkv.dim(1) == int64_t{nh + 2 * nkv} * d && positions.numel() == qkv.dim(0) &&
+             cos_sin.rank() == 2 && cos_sin.dim(1) == d,
+         op, "shape mismatch");
+}
+
+void check_store_kv(const char* op, const Tensor& qkv, int nkv, int d, const Tensor& k_cache,
+                    const Tensor& v_cache, const AttentionMetadata& meta) {
+  expect_bf16(qkv, op, "qkv");
+  expect_bf16(k_cache, op, "k_cache");
+  expect_bf16(v_cache, op, "v_cache");
+  expect_i32(meta.slot_mapping, op, "slot_mapping");
+  expect(k_cache.rank() == 4 && k_cache.shape() == v_cache.shape() && k_cache.dim(2) == nkv &&
+             k_cache.dim(3) == d && meta.slot_mapping.numel() == qkv.dim(0),
+         op, "shape mismatch");
+}
+
 class CudaStepGraph final : public StepGraph {
  public:
   CudaStepGraph(cudaGraphExec_t exec, cudaStream_t stream, DeviceArena& arena, size_t arena_end, OpProfiler* prof)
@@ -61,6 +86,8 @@ class CudaStepGraph final : public StepGraph {
   OpProfiler* prof_;
 };
 
+constexpr int kCombineInSplitKernelMaxSeqs = 8;  // see decode_counters_
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device) : device_(device) {
@@ -72,6 +99,7 @@ class CudaBackend final : public Backend {
     name_ = "cuda:" + std::to_string(device) + " (" + cuda_device_summary(device) + ")";
     NANOVLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     if (OpProfiler::enabled_by_env()) prof_ = std::make_unique<OpProfiler>(stream_);
+    if (const char* v = std::getenv("NANOVLLM_PROFILE_DECODE_STEP")) profiled_decode_step_ = std::atol(v);
     NANOVLLM_CUDA_CHECK(cudaMalloc(&gemm_ws_, kGemmWorkspace));
     gemm_ = std::make_unique<CublasLtGemm>(gemm_ws_, kGemmWorkspace);
     for (int i = 0; i < 2; ++i) {
@@ -87,6 +115,7 @@ class CudaBackend final : public Backend {
     gemm_.reset();
     arena_.resize(0);
     cudaFree(gemm_ws_);
+    cudaFree(decode_counters_);
     for (int i = 0; i < 2; ++i) {
       cudaFreeHost(staging_[i]);
       cudaEventDestroy(staging_done_[i]);
@@ -223,14 +252,7 @@ class CudaBackend final : public Backend {
   void qk_norm_rope(Tensor& qkv, int nh, int nkv, int d, const Tensor* qw, const Tensor* kw, float eps,
                     const Tensor& cos_sin, const Tensor& positions) override {
     OpScope scope_(prof_.get(), "qk_norm_rope");
-    expect_bf16(qkv, "qk_norm_rope", "qkv");
-    expect_dev(cos_sin, DType::F32, "qk_norm_rope", "cos_sin");
-    expect_i32(positions, "qk_norm_rope", "positions");
-    if (qw) expect_bf16(*qw, "qk_norm_rope", "q_weight");
-    if (kw) expect_bf16(*kw, "qk_norm_rope", "k_weight");
-    expect(qkv.rank() == 2 && qkv.dim(1) == int64_t{nh + 2 * nkv} * d && positions.numel() == qkv.dim(0) &&
-               cos_sin.rank() == 2 && cos_sin.dim(1) == d,
-           "qk_norm_rope", "shape mismatch");
+    check_qk_norm_rope("qk_norm_rope", qkv, nh, nkv, d, qw, kw, cos_sin, positions);
     gpu::qk_norm_rope(qkv.data(), qkv.dim(0), nh, nkv, d, qw ? qw->data() : nullptr, kw ? kw->data() : nullptr, eps,
                       cos_sin.data_as<float>(), cos_sin.dim(0), positions.data_as<int32_t>(), stream_);
   }
@@ -248,15 +270,22 @@ class CudaBackend final : public Backend {
   void store_kv(const Tensor& qkv, int nh, int nkv, int d, Tensor& k_cache, Tensor& v_cache,
                 const AttentionMetadata& meta) override {
     OpScope scope_(prof_.get(), "store_kv");
-    expect_bf16(qkv, "store_kv", "qkv");
-    expect_bf16(k_cache, "store_kv", "k_cache");
-    expect_bf16(v_cache, "store_kv", "v_cache");
-    expect_i32(meta.slot_mapping, "store_kv", "slot_mapping");
-    expect(k_cache.rank() == 4 && k_cache.shape() == v_cache.shape() && k_cache.dim(2) == nkv &&
-               k_cache.dim(3) == d && meta.slot_mapping.numel() == qkv.dim(0),
-           "store_kv", "shape mismatch");
+    check_store_kv("store_kv", qkv, nkv, d, k_cache, v_cache, meta);
     gpu::store_kv(qkv.data(), qkv.dim(0), nh, nkv, d, k_cache.data(), v_cache.data(),
                   k_cache.dim(0) * k_cache.dim(1), meta.slot_mapping.data_as<int32_t>(), stream_);
+  }
+
+  void qk_norm_rope_store_kv(Tensor& qkv, int nh, int nkv, int d, const Tensor* qw, const Tensor* kw, float eps,
+                             const Tensor& cos_sin, Tensor& k_cache, Tensor& v_cache,
+                             const AttentionMetadata& meta) override {
+    const char* op = "qk_norm_rope_store_kv";
+    OpScope scope_(prof_.get(), op);
+    check_qk_norm_rope(op, qkv, nh, nkv, d, qw, kw, cos_sin, meta.positions);
+    check_store_kv(op, qkv, nkv, d, k_cache, v_cache, meta);
+    gpu::qk_norm_rope_store_kv(qkv.data(), qkv.dim(0), nh, nkv, d, qw ? qw->data() : nullptr,
+                               kw ? kw->data() : nullptr, eps, cos_sin.data_as<float>(), cos_sin.dim(0),
+                               meta.positions.data_as<int32_t>(), k_cache.data(), v_cache.data(),
+                               k_cache.dim(0) * k_cache.dim(1), meta.slot_mapping.data_as<int32_t>(), stream_);
   }
 
   void attention(const Tensor& qkv, int nh, int nkv, int d, float scale, const Tensor& k_cache,
@@ -284,7 +313,10 @@ class CudaBackend final : public Backend {
       gpu::paged_attention_decode(qkv.data(), nh, nkv, d, scale, k_cache.data(), v_cache.data(), bs, k_cache.dim(0),
                                   meta.num_seqs, meta.context_lens.data_as<int32_t>(),
                                   meta.block_tables.data_as<int32_t>(), mbps, meta.max_context_len, out.data(),
-                                  need ? step_ws_ : nullptr, need ? step_ws_bytes_ : 0, stream_);
+                                  need ? step_ws_ : nullptr, need ? step_ws_bytes_ : 0, stream_,
+                                  need && meta.num_seqs <= kCombineInSplitKernelMaxSeqs
+                                      ? decode_counters(gpu::paged_attention_decode_counters(meta.num_seqs, nh, nkv))
+                                      : nullptr);
       return;
     }
     expect_i32(meta.cu_seqlens_q, "attention", "cu_seqlens_q");
@@ -338,6 +370,8 @@ class CudaBackend final : public Backend {
     in_step_ = true;
     gemm_->set_per_shape(decode);
     if (prof_) prof_->begin_step(decode);
+    profiling_window_ = decode && ++decode_steps_ == profiled_decode_step_;
+    if (profiling_window_) NANOVLLM_CUDA_CHECK(cudaProfilerStart());
   }
 
   void end_step() override {
@@ -346,6 +380,11 @@ class CudaBackend final : public Backend {
     gemm_->set_per_shape(false);
     NANOVLLM_CUDA_CHECK(cudaEventRecord(staging_done_[half_], stream_));
     if (prof_) prof_->end_step();
+    if (profiling_window_) {
+      NANOVLLM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      NANOVLLM_CUDA_CHECK(cudaProfilerStop());
+      profiling_window_ = false;
+    }
   }
 
   void begin_profile() override { arena_.begin_measuring(); }
@@ -439,6 +478,24 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // At least n zeroed counters for paged_attention_decode. Grows (outside graph capture) on the
+  // first decode step of a new size; the runner's largest decode step runs before any capture.
+  int* decode_counters(size_t n) {
+    if (n <= decode_counters_n_) return decode_counters_;
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    NANOVLLM_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capturing));
+    expect(capturing == cudaStreamCaptureStatusNone, "attention",
+           "decode counters for " + std::to_string(n) + " (sequence, head) groups were not set up before graph capture");
+    NANOVLLM_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old buffer may still be in use
+    NANOVLLM_CUDA_CHECK(cudaFree(decode_counters_));
+    decode_counters_ = nullptr;
+    decode_counters_n_ = 0;
+    NANOVLLM_CUDA_CHECK(cudaMalloc(&decode_counters_, n * sizeof(int)));
+    NANOVLLM_CUDA_CHECK(cudaMemsetAsync(decode_counters_, 0, n * sizeof(int), stream_));
+    decode_counters_n_ = n;
+    return decode_counters_;
+  }
+
   size_t decode_workspace(int num_seqs, int nh, int nkv, int d, int max_ctx) {
     const auto key = std::make_tuple(num_seqs, nh, nkv, d, max_ctx);
     auto it = decode_ws_sizes_.find(key);
@@ -461,6 +518,14 @@ class CudaBackend final : public Backend {
   std::string name_;
   cudaStream_t stream_ = nullptr;
   void* gemm_ws_ = nullptr;
+  // Decode attention's split counters (ops.h): long-lived, zeroed once, left zero by every call.
+  // Used (splits combined inside the split kernel, one launch) only for small batches: measured
+  // on an H200 (CudaAttentionPerf.DecodeTiming), one kernel was faster at 1-8 sequences (1 x 4096
+  // keys 19 -> 16 us) but slower at 64-256 (bench.py's mix 0.358 -> 0.390 ms), where the
+  // end-of-CTA fence and count cost more than the second launch. The output bits are the same
+  // either way, so the choice keeps decode batch invariant.
+  int* decode_counters_ = nullptr;
+  size_t decode_counters_n_ = 0;
   std::unique_ptr<CublasLtGemm> gemm_;
   DeviceArena arena_;
   bool in_step_ = false;
@@ -475,6 +540,10 @@ class CudaBackend final : public Backend {
   std::unique_ptr<GpuSampler> sampler_;
   int64_t sampler_vocab_ = 0;
   std::unique_ptr<OpProfiler> prof_;  // NANOVLLM_PROFILE_OPS only
+  // NANOVLLM_PROFILE_DECODE_STEP=N: the N-th decode step (graph captures count) runs between
+  // cudaProfilerStart and Stop, so `ncu --profile-from-start off` sees that one step's kernels.
+  long profiled_decode_step_ = 0, decode_steps_ = 0;
+  bool profiling_window_ = false;
 };
 
 }  // namespace
