@@ -109,11 +109,12 @@ TEST(CudaGemm, SmallBatchGemvMatchesCpu) {
   for (auto [N, K, bias] : std::vector<std::tuple<int, int, bool>>{
            {1, 8, false}, {3, 8, true}, {77, 200, true}, {64, 64, false}, {1000, 1024, false}, {4096, 1024, true},
            {1024, 3072, false}, {513, 4104, false}, {2048, 12288, false}})
-    for (int M = 1; M <= gpu::kGemvMaxRows; ++M)
-      worst = std::max(worst, check_product(*gpu, rng, M, N, K, bias, [&](Tensor& x, Tensor& w, Tensor* b, Tensor& out) {
-        ASSERT_TRUE(gpu::gemv_supported(M, N, K, x.data(), w.data(), b ? b->data() : nullptr, out.data()));
-        gpu::gemv(x.data(), w.data(), b ? b->data() : nullptr, out.data(), M, N, K, nullptr);
-      }));
+    for (int k_split : {1, 4})  // one warp per row pair, and four (each a quarter of K)
+      for (int M = 1; M <= gpu::kGemvMaxRows; ++M)
+        worst = std::max(worst, check_product(*gpu, rng, M, N, K, bias, [&](Tensor& x, Tensor& w, Tensor* b, Tensor& out) {
+          ASSERT_TRUE(gpu::gemv_supported(M, N, K, x.data(), w.data(), b ? b->data() : nullptr, out.data()));
+          gpu::gemv(x.data(), w.data(), b ? b->data() : nullptr, out.data(), M, N, K, nullptr, k_split);
+        }));
   EXPECT_FALSE(gpu::gemv_supported(9, 64, 64, nullptr, nullptr, nullptr, nullptr));
   EXPECT_FALSE(gpu::gemv_supported(1, 64, 12, nullptr, nullptr, nullptr, nullptr));
   std::printf("[ CudaGemm ] small-batch gemv max rel err %.3e\n", worst);

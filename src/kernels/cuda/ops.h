@@ -117,11 +117,13 @@ bool paged_attention_prefill_uses_wgmma();
 
 // Small-batch product for decode steps: out (M, N) = x (M, K) w (N, K)^T [+ bias (N,)], bf16,
 // float32 sums. For M <= kGemvMaxRows, K a multiple of 8, x and w 16-byte aligned
-// (gemv_supported); otherwise an Error. out rows are contiguous (stride N).
+// (gemv_supported); otherwise an Error. out rows are contiguous (stride N). k_split (1 or 4):
+// how many warps share one pair of output columns, each a quarter of K (4: for short, wide
+// matrices); the sums' order, and so the bits, depend on it.
 constexpr int kGemvMaxRows = 8;
 bool gemv_supported(int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias,
                     const void* out);
 void gemv(const void* x, const void* w, const void* bias, void* out, int64_t M, int64_t N, int64_t K,
-          cudaStream_t stream);
+          cudaStream_t stream, int k_split = 1);
 
 }  // namespace nanovllm::gpu

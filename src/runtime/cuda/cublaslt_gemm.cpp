@@ -204,15 +204,16 @@ float graph_time_ms(cudaStream_t stream, const std::function<bool()>& launch, cu
   return ms;
 }
 
-// Times each deterministic candidate, and for M <= 8 our GEMV, on the caller's own operands
-// (its output is overwritten, then rewritten by the real product) and keeps the fastest.
+// Times each deterministic candidate, and for M <= 8 our GEMV (both k_split variants), on the
+// caller's own operands (its output is overwritten, then rewritten by the real product) and
+// keeps the fastest; gemv_split is the GEMV's k_split when it won, else 0.
 // Decode steps have few, fixed row counts (the batch-size ladder), where cuBLASLt's heuristic
 // often leaves SMs idle; timing costs a few milliseconds per shape, once, at start. Not while a
 // graph is being captured (the runner's eager warm-up makes every plan first).
 bool autotune(cublasLtHandle_t handle_, void* workspace_, size_t workspace_bytes_, const Descs& d,
               const CublasLtGemm::Operands& ops, cublasLtMatmulAlgo_t& best, float& best_ms, float& first_ms,
-              bool& use_gemv) {
-  use_gemv = false;
+              int& gemv_split) {
+  gemv_split = 0;
   cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(ops.stream, &capturing) != cudaSuccess || capturing != cudaStreamCaptureStatusNone)
     return false;
@@ -241,18 +242,19 @@ bool autotune(cublasLtHandle_t handle_, void* workspace_, size_t workspace_bytes
       best = a;
     }
   }
-  if (best_ms >= 0 && gpu::gemv_supported(ops.M, ops.N, ops.K, ops.x, ops.w, ops.bias, ops.out)) {
-    auto gemv = [&] {
-      gpu::gemv(ops.x, ops.w, ops.bias, ops.out, ops.M, ops.N, ops.K, ops.stream);
-      return true;
-    };
-    gemv();
-    const float ms = graph_time_ms(ops.stream, gemv, e0, e1);
-    if (ms >= 0 && ms < best_ms) {
-      best_ms = ms;
-      use_gemv = true;
+  if (best_ms >= 0 && gpu::gemv_supported(ops.M, ops.N, ops.K, ops.x, ops.w, ops.bias, ops.out))
+    for (int k_split : {1, 4}) {
+      auto gemv = [&] {
+        gpu::gemv(ops.x, ops.w, ops.bias, ops.out, ops.M, ops.N, ops.K, ops.stream, k_split);
+        return true;
+      };
+      gemv();
+      const float ms = graph_time_ms(ops.stream, gemv, e0, e1);
+      if (ms >= 0 && ms < best_ms) {
+        best_ms = ms;
+        gemv_split = k_split;
+      }
     }
-  }
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
   cudaGetLastError();
@@ -272,9 +274,9 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key, const Operands& ops) 
   std::string why;
   bool ok = false;
   float tuned_ms = -1, first_ms = -1;
-  bool use_gemv = false;
+  int gemv_split = 0;
   if (per_shape && autotune_)
-    ok = autotune(handle_, workspace_, workspace_bytes_, d, ops, algo, tuned_ms, first_ms, use_gemv);
+    ok = autotune(handle_, workspace_, workspace_bytes_, d, ops, algo, tuned_ms, first_ms, gemv_split);
   if (!per_shape) {
     // One algorithm per weight shape, picked at a large M and checked for this one.
     constexpr int64_t kCanonicalM = 4096;
@@ -289,8 +291,8 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key, const Operands& ops) 
       constexpr int64_t kTimeFromM = 512;
       if (autotune_ && M >= kTimeFromM) {
         float t_ms = -1, f_ms = -1;
-        bool gemv = false;
-        found = autotune(handle_, workspace_, workspace_bytes_, d, ops, a, t_ms, f_ms, gemv) && !gemv;
+        int gemv = 0;
+        found = autotune(handle_, workspace_, workspace_bytes_, d, ops, a, t_ms, f_ms, gemv) && gemv == 0;
         if (found && gemm_log_on())
           std::fprintf(stderr, "[gemm] canonical for N=%lld K=%lld timed at M=%lld: %.2f us (first choice %.2f us)\n",
                        static_cast<long long>(N), static_cast<long long>(K), static_cast<long long>(M), 1e3 * t_ms,
@@ -316,7 +318,7 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key, const Operands& ops) 
   if (ok && tuned_ms >= 0 && gemm_log_on())
     std::fprintf(stderr, "[gemm] M=%lld N=%lld K=%lld timed: %.2f us%s (cuBLASLt's first choice %.2f us)\n",
                  static_cast<long long>(M), static_cast<long long>(N), static_cast<long long>(K), 1e3 * tuned_ms,
-                 use_gemv ? " with our gemv" : "", 1e3 * first_ms);
+                 gemv_split == 4 ? " with our gemv (k_split 4)" : gemv_split ? " with our gemv" : "", 1e3 * first_ms);
   if (!ok) ok = heuristic_pick(handle_, d, workspace_bytes_, align, algo, why);
   if (ok && gemm_log_on())
     std::fprintf(stderr,
@@ -339,7 +341,7 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key, const Operands& ops) 
   p.b = d.b;
   p.c = d.c;
   p.algo = algo;
-  p.gemv = use_gemv;
+  p.gemv_split = gemv_split;
   return plans_.emplace(key, p).first->second;
 }
 
@@ -352,8 +354,8 @@ void CublasLtGemm::linear(const void* x, const void* w, const void* bias, void* 
   int align = std::min({alignment_of(x), alignment_of(w), alignment_of(out), 16});
   if (bias) align = std::min(align, alignment_of(bias));
   Plan& p = plan_for({M, N, K, bias != nullptr, align, per_shape_}, Operands{x, w, bias, out, M, N, K, align, stream});
-  if (p.gemv) {
-    gpu::gemv(x, w, bias, out, M, N, K, stream);
+  if (p.gemv_split) {
+    gpu::gemv(x, w, bias, out, M, N, K, stream, p.gemv_split);
     return;
   }
   if (bias)

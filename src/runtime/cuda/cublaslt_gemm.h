@@ -55,7 +55,7 @@ class CublasLtGemm {
     cublasLtMatmulDesc_t op = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     cublasLtMatmulAlgo_t algo{};
-    bool gemv = false;  // our small-batch kernel (kernels/cuda/gemv.cu) timed faster
+    int gemv_split = 0;  // our small-batch kernel (kernels/cuda/gemv.cu) timed faster: its k_split
   };
   using Key = std::tuple<int64_t, int64_t, int64_t, bool, int, bool>;  // M, N, K, bias, alignment, per-shape
   Plan& plan_for(const Key& key, const Operands& ops);
