@@ -317,23 +317,42 @@ TEST(CudaKernels, SiluAndMul) {
       }
 }
 
-// One qk_norm_rope case. The cos/sin table is random (any table is valid input, and unlike a
-// real one its last columns are far from cos 1, sin 0, so an element left unrotated shows).
+// Random inputs of one qk_norm_rope call: qkv (T, (nh + 2 nkv) d), the q/k norm weights, a
+// cos/sin table and positions (the first two at the table's ends). The table is random (any
+// table is valid input, and unlike a real one its last columns are far from cos 1, sin 0, so
+// an element left unrotated shows).
+struct RopeInputs {
+  static constexpr int64_t max_pos = 4096;
+  Bf16Host qkv, qw, kw;
+  std::vector<float> cos_sin;
+  std::vector<int32_t> pos;
+};
+RopeInputs random_rope_inputs(int64_t T, int nh, int nkv, int d) {
+  RopeInputs in;
+  in.qkv = random_bf16(size_t(T * (nh + 2 * nkv) * d), 0.f, 3.f);
+  in.qw = random_bf16(size_t(d), 1.f, 0.3f);
+  in.kw = random_bf16(size_t(d), 1.f, 0.3f);
+  in.cos_sin.resize(size_t(RopeInputs::max_pos * d));
+  std::uniform_real_distribution<float> unit(-1.f, 1.f);
+  for (auto& c : in.cos_sin) c = unit(rng());
+  in.pos.resize(size_t(T));
+  std::uniform_int_distribution<int32_t> pick(0, int32_t(RopeInputs::max_pos - 1));
+  for (auto& p : in.pos) p = pick(rng());
+  in.pos[0] = int32_t(RopeInputs::max_pos - 1);
+  if (T > 1) in.pos[1] = 0;
+  return in;
+}
+
+// One qk_norm_rope case against the CPU reference.
 Stats run_qk_norm_rope(Stream& stream, int64_t T, int nh, int nkv, int d, bool with_norm,
                        bool misalign) {
   const int64_t row = int64_t(nh + 2 * nkv) * d;
-  const int64_t max_pos = 4096;
+  const int64_t max_pos = RopeInputs::max_pos;
   const float eps = 1e-6f;
-  const Bf16Host qkv = random_bf16(size_t(T * row), 0.f, 3.f);
-  const Bf16Host qw = random_bf16(size_t(d), 1.f, 0.3f), kw = random_bf16(size_t(d), 1.f, 0.3f);
-  std::vector<float> cos_sin(max_pos * d);
-  std::uniform_real_distribution<float> unit(-1.f, 1.f);
-  for (auto& c : cos_sin) c = unit(rng());
-  std::vector<int32_t> pos(T);
-  std::uniform_int_distribution<int32_t> pick(0, int32_t(max_pos - 1));
-  for (auto& p : pos) p = pick(rng());
-  pos[0] = int32_t(max_pos - 1);
-  if (T > 1) pos[1] = 0;
+  const RopeInputs in = random_rope_inputs(T, nh, nkv, d);
+  const Bf16Host &qkv = in.qkv, &qw = in.qw, &kw = in.kw;
+  const std::vector<float>& cos_sin = in.cos_sin;
+  const std::vector<int32_t>& pos = in.pos;
 
   std::vector<float> ref = qkv.f;
   cpu::qk_norm_rope(ref.data(), T, nh, nkv, d, with_norm ? qw.f.data() : nullptr,
@@ -472,16 +491,12 @@ void run_qk_norm_rope_store_kv(Stream& stream, Report& report, int64_t T, int nh
   const std::string what = shape({{"T", T}, {"nh", nh}, {"nkv", nkv}, {"d", d}, {"block_size", block_size},
                                   {"misalign", misalign}});
   SCOPED_TRACE(what);
-  const int64_t row = int64_t(nh + 2 * nkv) * d, kv_width = int64_t(nkv) * d, max_pos = 4096;
+  const int64_t row = int64_t(nh + 2 * nkv) * d, kv_width = int64_t(nkv) * d, max_pos = RopeInputs::max_pos;
   const int64_t num_slots = ((T + block_size - 1) / block_size + 3) * block_size;
-  const Bf16Host qkv = random_bf16(size_t(T * row), 0.f, 3.f);
-  const Bf16Host qw = random_bf16(size_t(d), 1.f, 0.3f), kw = random_bf16(size_t(d), 1.f, 0.3f);
-  std::vector<float> cos_sin(max_pos * d);
-  std::uniform_real_distribution<float> unit(-1.f, 1.f);
-  for (auto& c : cos_sin) c = unit(rng());
-  std::vector<int32_t> pos(T);
-  std::uniform_int_distribution<int32_t> pick(0, int32_t(max_pos - 1));
-  for (auto& p : pos) p = pick(rng());
+  const RopeInputs in = random_rope_inputs(T, nh, nkv, d);
+  const Bf16Host &qkv = in.qkv, &qw = in.qw, &kw = in.kw;
+  const std::vector<float>& cos_sin = in.cos_sin;
+  const std::vector<int32_t>& pos = in.pos;
   std::vector<int32_t> map = make_slot_mapping(T, num_slots);
   if (std::count(map.begin(), map.end(), -1) == std::ptrdiff_t(T)) map[0] = 0;  // store at least one token
   DeviceBuf<float> d_cs(max_pos * d);
