@@ -21,8 +21,9 @@
 // read of anything an earlier kernel writes, and before its first write.
 //
 // On by default on compute capability 9.x+ (NANOVLLM_PDL=0 turns it off; without the attribute
-// these return at once). Measured on an H200 (2026-11-28, with the GEMV prefetch): Qwen3-0.6B
-// batch 1 1.245 -> 1.163 ms per token, Qwen3-8B 4.972 -> 4.938, bench.py 5.63 -> 5.62 s.
+// these return at once). Measured on an H200 (2026-11-28), off vs on: Qwen3-0.6B batch 1
+// 1.059 / 1.077 vs 1.054 / 1.067 ms per token (the GEMV prefetching only when on), bench.py
+// unchanged: about 1%, not the ~0.3 ms per token first hoped for.
 #pragma once
 
 #include <cuda_runtime.h>
