@@ -19,6 +19,8 @@ class Linear {
   void register_params(ParamRegistry& reg);
   // out (T, out_features) = x (T, in_features) W^T + b
   void forward(Backend& backend, const Tensor& x, Tensor& out) const;
+  const Tensor& weight() const { return weight_; }
+  const Tensor* bias() const { return has_bias_ ? &bias_ : nullptr; }  // null without a bias
   int64_t in_features() const { return in_; }
   int64_t out_features() const { return out_; }
 

@@ -96,6 +96,27 @@ class Qwen3ForCausalLM final : public CausalLM {
     auto tap = [&](const char* name, int layer, const Tensor& t) {
       if (tap_) tap_(name, layer, t);
     };
+    // Small decode batches: the residual stream is updated by the products that feed it, and
+    // each norm runs inside the product that reads it (Backend::fuses_norm_linear). Taps see
+    // the unfused path only: the fused one never materialises the normed activations.
+    const int64_t I = c_.intermediate_size, A = int64_t{nh} * d;
+    if (!tap_ && !layers_.empty() && b_.fuses_norm_linear(T, H, {H, A, I})) {
+      for (auto& layer : layers_) {
+        Qwen3Layer& L = *layer;
+        const size_t i = static_cast<size_t>(&layer - layers_.data());
+        b_.rms_norm_linear(residual, L.input_norm.weight(), L.input_norm.eps(), L.qkv_proj.weight(),
+                           L.qkv_proj.bias(), qkv);
+        b_.qk_norm_rope_store_kv(qkv, nh, nkv, d, &L.q_norm.weight(), &L.k_norm.weight(), L.q_norm.eps(),
+                                 rotary_.cos_sin(), cache.k[i], cache.v[i], meta);
+        b_.attention(qkv, nh, nkv, d, scale, cache.k[i], cache.v[i], meta, attn);
+        b_.linear_add(attn, L.o_proj.weight(), L.o_proj.bias(), residual, h);
+        b_.rms_norm_linear_silu(residual, L.post_attn_norm.weight(), L.post_attn_norm.eps(),
+                                L.gate_up_proj.weight(), act, gate_up);
+        b_.linear_add(act, L.down_proj.weight(), nullptr, residual, h);
+      }
+      final_norm_.forward(b_, residual, h);
+      return h;
+    }
     for (size_t i = 0; i < layers_.size(); ++i) {
       Qwen3Layer& L = *layers_[i];
       const int li = static_cast<int>(i);

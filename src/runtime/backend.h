@@ -88,6 +88,32 @@ class Backend {
     qk_norm_rope(qkv, num_heads, num_kv_heads, head_dim, q_weight, k_weight, eps, cos_sin, meta.positions);
     store_kv(qkv, num_heads, num_kv_heads, head_dim, k_cache, v_cache, meta);
   }
+  // ---- Fusions for small decode batches. At batch 1-8 a decode step is launch-bound: every
+  // kernel costs a few µs however little it does. When fuses_norm_linear() is true, the model
+  // runs the decoder's residual and norm boundaries through the three ops below instead of
+  // add_rms_norm, rms_norm, linear and silu_and_mul: the residual stream is updated by the
+  // product that feeds it, and the norm and the activation happen inside the products that
+  // read them (the CUDA backend: one GEMV kernel each, kernels/cuda/gemv.cu).
+  // `tokens`: the step's rows; `hidden`: the model's hidden size; `in_features`: the K of
+  // every product that would be fused. Asked inside a step. Default: never.
+  virtual bool fuses_norm_linear(int64_t tokens, int64_t hidden, const std::vector<int64_t>& in_features) const {
+    (void)tokens;
+    (void)hidden;
+    (void)in_features;
+    return false;
+  }
+  // out (T, N) = (rms_norm(x) * norm_weight) @ weight (N, K)^T [+ bias]; x (T, K) unchanged.
+  virtual void rms_norm_linear(const Tensor& x, const Tensor& norm_weight, float eps, const Tensor& weight,
+                               const Tensor* bias, Tensor& out) = 0;
+  // out (T, I) = silu(g) * u, [g | u] = (rms_norm(x) * norm_weight) @ weight^T, weight (2I, K)
+  // packing the gate rows, then the up rows. scratch (T, 2I): [g | u], where a backend
+  // materialises it (the CUDA one does not; its contents are unspecified afterwards).
+  virtual void rms_norm_linear_silu(const Tensor& x, const Tensor& norm_weight, float eps, const Tensor& weight,
+                                    Tensor& out, Tensor& scratch) = 0;
+  // residual (T, N) += x (T, K) @ weight^T [+ bias]; scratch (T, N): the product, where a
+  // backend materialises it (contents unspecified afterwards).
+  virtual void linear_add(const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor& residual,
+                          Tensor& scratch) = 0;
   // Causal grouped-query attention of the q part of qkv over the paged caches.
   // out (T, nh d). Query row i of sequence s sits at position context_lens[s] - q_len + i.
   virtual void attention(const Tensor& qkv, int num_heads, int num_kv_heads, int head_dim,

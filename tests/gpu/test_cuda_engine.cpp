@@ -25,6 +25,7 @@
 #include "runtime/backend.h"
 #include "runtime/cuda_device.h"
 #include "runtime/dtype.h"
+#include "runtime/error.h"
 #include "gpu_test_util.h"
 
 namespace nanovllm {
@@ -118,6 +119,191 @@ TEST(CudaGemm, SmallBatchGemvMatchesCpu) {
   EXPECT_FALSE(gpu::gemv_supported(9, 64, 64, nullptr, nullptr, nullptr, nullptr));
   EXPECT_FALSE(gpu::gemv_supported(1, 64, 12, nullptr, nullptr, nullptr, nullptr));
   std::printf("[ CudaGemm ] small-batch gemv max rel err %.3e\n", worst);
+}
+
+// The GEMV's fused variants (decode steps of 1, 2, 4, 8 rows): the norm in front of the
+// product, SiLU-and-multiply or a residual add behind it. Without the norm they must give the
+// bits of the unfused kernels (gemv then silu_and_mul; gemv then add_rms_norm's residual
+// update); with it, the CPU's product of the exactly normed x (the fused kernel does not round
+// the normed x to bf16, so it is at least as close to it as rms_norm then gemv).
+TEST(CudaGemm, FusedGemvVariants) {
+  REQUIRE_GPU();
+  auto gpu = make_cuda_backend(0);
+  std::mt19937 rng(test_seed() + 3);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  auto upload = [&](std::vector<float>& f, int64_t rows, int64_t cols, float scale, float mean) {
+    std::vector<uint16_t> b(static_cast<size_t>(rows * cols));
+    f.resize(b.size());
+    for (size_t i = 0; i < b.size(); ++i) {
+      b[i] = f32_to_bf16(mean + nd(rng) * scale);
+      f[i] = bf16_to_f32(b[i]);
+    }
+    Tensor t = gpu->empty({rows, cols}, DType::BF16);
+    gpu->copy_from_host(t, b.data(), b.size() * 2);
+    return t;
+  };
+  auto bits = [&](const Tensor& t) {
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    std::vector<uint16_t> h(static_cast<size_t>(t.numel()));
+    gpu->copy_to_host(h.data(), t, h.size() * 2);
+    return h;
+  };
+  auto floats_of = [&](const Tensor& t) {
+    std::vector<float> f;
+    for (uint16_t v : bits(t)) f.push_back(bf16_to_f32(v));
+    return f;
+  };
+  // got vs ref within `rel` of |ref| plus float32 summation noise; returns the relative error.
+  auto close = [&](const std::vector<float>& got, const std::vector<float>& ref, float rel, int K, const char* what,
+                   int M, int N, int k_split) {
+    size_t bad = 0;
+    for (size_t i = 0; i < ref.size(); ++i)
+      if (!(std::fabs(got[i] - ref[i]) <= std::fabs(ref[i]) * rel + 1e-3f * std::sqrt(float(K)) / 8)) ++bad;
+    EXPECT_EQ(bad, 0u) << what << " M=" << M << " N=" << N << " K=" << K << " k_split " << k_split;
+    return rel_error(got.data(), ref.data(), ref.size());
+  };
+  const float eps = 1e-6f;
+  double worst_norm = 0, worst_silu = 0;
+  int cases = 0;
+  for (auto [N, K, with_bias] : std::vector<std::tuple<int, int, bool>>{
+           {1, 8, false}, {3, 64, true}, {77, 200, true}, {1024, 1024, false}, {4096, 1024, true},
+           {1536, 2048, false}, {1024, 3072, false}, {513, 4104, false}})
+    for (int k_split : {1, 4})
+      for (int M : {1, 2, 4, 8}) {
+        ASSERT_TRUE(gpu::gemv_fused_rows(M));
+        std::vector<float> xf, gf, wf, bf, rf, unused;
+        Tensor x = upload(xf, M, K, 3.f, 0.f);          // a raw residual row: far from unit rms
+        Tensor g = upload(gf, 1, K, 0.3f, 1.f);         // the norm's weight
+        Tensor w = upload(wf, 2 * N, K, 1.f / std::sqrt(float(K)), 0.f);  // gate rows, then up rows
+        Tensor b = upload(bf, 1, 2 * N, 1.f, 0.f);
+        Tensor r = upload(rf, M, N, 1.f, 0.f);          // a residual to add into
+        const void* bias = with_bias ? b.data() : nullptr;
+        std::vector<float> xn(xf.size()), y(static_cast<size_t>(M) * 2 * N);
+        cpu::rms_norm(xf.data(), gf.data(), eps, xn.data(), M, K);
+        cpu::linear(xn.data(), wf.data(), with_bias ? bf.data() : nullptr, y.data(), M, 2 * N, K);
+        Tensor out = gpu->empty({M, N}, DType::BF16), tmp = gpu->empty({M, 2 * N}, DType::BF16);
+
+        // norm + product (the first N rows of w)
+        gpu::gemv_fused(x.data(), w.data(), bias, out.data(), M, N, K, nullptr, k_split, g.data(), eps,
+                        gpu::GemvEpilogue::kStore);
+        std::vector<float> ref(static_cast<size_t>(M) * N);
+        for (int m = 0; m < M; ++m)
+          for (int n = 0; n < N; ++n) ref[size_t(m) * N + n] = y[size_t(m) * 2 * N + n];
+        worst_norm = std::max(worst_norm, close(floats_of(out), ref, 1.f / 128, K, "norm", M, N, k_split));
+
+        // norm + product + SiLU(gate) * up
+        gpu::gemv_fused(x.data(), w.data(), bias, out.data(), M, N, K, nullptr, k_split, g.data(), eps,
+                        gpu::GemvEpilogue::kSiluMul);
+        for (int m = 0; m < M; ++m)
+          for (int n = 0; n < N; ++n) {
+            const float gate = y[size_t(m) * 2 * N + n], up = y[size_t(m) * 2 * N + N + n];
+            ref[size_t(m) * N + n] = gate / (1.f + std::exp(-gate)) * up;
+          }
+        worst_silu = std::max(worst_silu, close(floats_of(out), ref, 1.f / 32, K, "norm+silu", M, N, k_split));
+
+        // SiLU without the norm: the bits of gemv then silu_and_mul
+        Tensor act = gpu->empty({M, N}, DType::BF16);
+        gpu::gemv(x.data(), w.data(), bias, tmp.data(), M, 2 * N, K, nullptr, k_split);
+        gpu::silu_and_mul(tmp.data(), act.data(), M, N, nullptr);
+        gpu::gemv_fused(x.data(), w.data(), bias, out.data(), M, N, K, nullptr, k_split, nullptr, 0.f,
+                        gpu::GemvEpilogue::kSiluMul);
+        EXPECT_EQ(bits(out), bits(act)) << "silu M=" << M << " N=" << N << " K=" << K << " k_split " << k_split;
+
+        // residual += product: the bits of gemv then add_rms_norm's residual update
+        Tensor r2 = gpu->empty({M, N}, DType::BF16), y1 = gpu->empty({M, N}, DType::BF16);
+        const std::vector<uint16_t> r0 = bits(r);
+        gpu->copy_from_host(r2, r0.data(), r0.size() * 2);
+        gpu::gemv(x.data(), w.data(), bias, y1.data(), M, N, K, nullptr, k_split);
+        Tensor gN = upload(unused, 1, N, 0.3f, 1.f);
+        gpu::add_rms_norm(y1.data(), r.data(), gN.data(), eps, M, N, nullptr);
+        gpu::gemv_fused(x.data(), w.data(), bias, r2.data(), M, N, K, nullptr, k_split, nullptr, 0.f,
+                        gpu::GemvEpilogue::kAddInto);
+        EXPECT_EQ(bits(r2), bits(r)) << "add M=" << M << " N=" << N << " K=" << K << " k_split " << k_split;
+        ++cases;
+      }
+  // Refused: row counts off the ladder, and a normed input with the add.
+  std::vector<float> f;
+  Tensor x = upload(f, 3, 64, 1.f, 0.f), w = upload(f, 64, 64, 1.f, 0.f), o = upload(f, 3, 64, 1.f, 0.f);
+  EXPECT_THROW(gpu::gemv_fused(x.data(), w.data(), nullptr, o.data(), 3, 64, 64, nullptr, 1, nullptr, 0.f,
+                               gpu::GemvEpilogue::kAddInto),
+               Error);
+  EXPECT_THROW(gpu::gemv_fused(x.data(), w.data(), nullptr, o.data(), 2, 64, 64, nullptr, 1, w.data(), 1e-6f,
+                               gpu::GemvEpilogue::kAddInto),
+               Error);
+  std::printf("[ CudaGemm ] fused gemv: %d cases; max rel err vs the exactly normed product %.3e, with SiLU %.3e\n",
+              cases, worst_norm, worst_silu);
+}
+
+// The backend's fused ops: offered only inside decode steps of ladder sizes, and right there.
+TEST(CudaGemm, FusedOpsThroughTheBackend) {
+  REQUIRE_GPU();
+  auto gpu = make_cuda_backend(0);
+  std::mt19937 rng(test_seed() + 4);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  EXPECT_FALSE(gpu->fuses_norm_linear(1, 1024, {1024}));  // outside a step
+  gpu->begin_step(false);
+  EXPECT_FALSE(gpu->fuses_norm_linear(1, 1024, {1024}));  // a prefill step
+  gpu->end_step();
+  const int N = 384, K = 256, I = 320;
+  auto fill = [&](int64_t rows, int64_t cols, float scale, float mean) {
+    std::vector<uint16_t> h(static_cast<size_t>(rows * cols));
+    for (auto& v : h) v = f32_to_bf16(mean + nd(rng) * scale);
+    Tensor t = gpu->empty({rows, cols}, DType::BF16);
+    gpu->copy_from_host(t, h.data(), h.size() * 2);
+    return t;
+  };
+  Tensor w = fill(N, K, 0.06f, 0.f), wgu = fill(2 * I, K, 0.06f, 0.f), wd = fill(K, I, 0.05f, 0.f);
+  Tensor g = fill(1, K, 0.2f, 1.f), bias = fill(1, N, 1.f, 0.f);
+  Tensor gv = g.reshape({K});
+  Tensor bv = bias.reshape({N});
+  for (int M : {1, 2, 4, 8}) {
+    // Long-lived tensors (made outside the step: the step arena is not sized here).
+    Tensor x = fill(M, K, 2.f, 0.f);
+    Tensor out = gpu->empty({M, N}, DType::BF16), ref = gpu->empty({M, N}, DType::BF16);
+    Tensor normed = gpu->empty({M, K}, DType::BF16);
+    Tensor act = gpu->empty({M, I}, DType::BF16), act_ref = gpu->empty({M, I}, DType::BF16);
+    Tensor scratch = gpu->empty({M, 2 * I}, DType::BF16);
+    Tensor res = fill(M, K, 1.f, 0.f);
+    Tensor res_ref = gpu->empty({M, K}, DType::BF16), y = gpu->empty({M, K}, DType::BF16);
+    Tensor y2 = gpu->empty({M, K}, DType::BF16);
+    EXPECT_EQ(cudaMemcpy(res_ref.data(), res.data(), res.numel() * 2, cudaMemcpyDeviceToDevice), cudaSuccess);
+    gpu->begin_step(true);
+    EXPECT_TRUE(gpu->fuses_norm_linear(M, K, {K, I}));
+    EXPECT_FALSE(gpu->fuses_norm_linear(M + (M == 1 ? 2 : 1), K, {K, I})) << "M " << M;
+    EXPECT_FALSE(gpu->fuses_norm_linear(M, K, {K, 12}));  // K not a multiple of 8
+    if (!std::getenv("NANOVLLM_FUSE_NORM_LINEAR")) {  // auto: not past the width limit
+      EXPECT_FALSE(gpu->fuses_norm_linear(M, 4096, {4096, 12288}));
+    }
+    gpu->rms_norm_linear(x, gv, 1e-6f, w, &bv, out);
+    gpu->rms_norm(x, gv, 1e-6f, normed);
+    gpu->linear(normed, w, &bv, ref);
+    gpu->rms_norm_linear_silu(x, gv, 1e-6f, wgu, act, scratch);
+    gpu->linear(normed, wgu, nullptr, scratch);
+    gpu->silu_and_mul(scratch, act_ref);
+    gpu->linear_add(act_ref, wd, nullptr, res, y);
+    gpu->linear(act_ref, wd, nullptr, y2);
+    gpu->add_rms_norm(y2, res_ref, gv, 1e-6f);
+    gpu->synchronize();
+    auto host = [&](const Tensor& t) {
+      std::vector<uint16_t> h(static_cast<size_t>(t.numel()));
+      gpu->copy_to_host(h.data(), t, h.size() * 2);
+      std::vector<float> f;
+      for (uint16_t v : h) f.push_back(bf16_to_f32(v));
+      return f;
+    };
+    // Against the unfused ops (which may run cuBLASLt): bf16 roundings apart, no more.
+    const std::vector<float> o = host(out), o_ref = host(ref), a = host(act), a_ref = host(act_ref);
+    EXPECT_LT(rel_error(o.data(), o_ref.data(), o.size()), 1e-2) << "rms_norm_linear M " << M;
+    EXPECT_LT(rel_error(a.data(), a_ref.data(), a.size()), 2e-2) << "rms_norm_linear_silu M " << M;
+    const std::vector<float> rr = host(res), rr_ref = host(res_ref);
+    EXPECT_LT(rel_error(rr.data(), rr_ref.data(), rr.size()), 1e-2) << "linear_add M " << M;
+    EXPECT_THROW(gpu->linear_add(act_ref, wd, nullptr, res, res), Error);  // scratch aliasing the residual
+    gpu->end_step();
+  }
+  Tensor x3 = fill(3, K, 1.f, 0.f), o3 = gpu->empty({3, N}, DType::BF16);
+  gpu->begin_step(true);
+  EXPECT_THROW(gpu->rms_norm_linear(x3, gv, 1e-6f, w, nullptr, o3), Error);  // 3 rows: not a ladder size
+  gpu->end_step();
 }
 
 // ---- a row's bits must not depend on how many rows share the product ----

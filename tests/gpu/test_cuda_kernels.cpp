@@ -661,6 +661,13 @@ TEST(CudaKernelsPerf, ElementwiseTiming) {
             [&] { gpu::qk_norm_rope_store_kv(qkv.data(), T, nh, nkv, d, qn.data(), kn.data(), 1e-6f, cs.data(), 4096,
                                              pos.data(), kc.data(), vc.data(), T, slots.data(), nullptr); });
   }
+  {  // Qwen3-8B's widths (H 4096, I 14336) at a prefill step of 16,384 tokens
+    const int64_t T = 16384, H8 = 4096, I8 = 14336;
+    Bf16Buf x(T * H8), res(T * H8), w(H8), gate_up(T * 2 * I8), act(T * I8);
+    time_it("add_rms_norm", T, 8.0 * H8 * T,
+            [&] { gpu::add_rms_norm(x.data(), res.data(), w.data(), 1e-6f, T, H8, nullptr); });
+    time_it("silu_and_mul", T, 3.0 * 2 * I8 * T, [&] { gpu::silu_and_mul(gate_up.data(), act.data(), T, I8, nullptr); });
+  }
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
 }

@@ -113,6 +113,32 @@ class CpuBackend final : public Backend {
                 out.data_as<float>(), x.dim(0), w.dim(0), w.dim(1));
   }
 
+  // The fused ops as the reference computes them: the ops they stand for, in order.
+  void rms_norm_linear(const Tensor& x, const Tensor& norm_w, float eps, const Tensor& w, const Tensor* bias,
+                       Tensor& out) override {
+    Tensor normed = empty(x.shape(), DType::F32);
+    rms_norm(x, norm_w, eps, normed);
+    linear(normed, w, bias, out);
+  }
+
+  void rms_norm_linear_silu(const Tensor& x, const Tensor& norm_w, float eps, const Tensor& w, Tensor& out,
+                            Tensor& scratch) override {
+    Tensor normed = empty(x.shape(), DType::F32);
+    rms_norm(x, norm_w, eps, normed);
+    linear(normed, w, nullptr, scratch);
+    silu_and_mul(scratch, out);
+  }
+
+  void linear_add(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& residual,
+                  Tensor& scratch) override {
+    expect_f32(residual, "linear_add", "residual");
+    expect(residual.shape() == scratch.shape(), "linear_add", "residual and scratch shapes differ");
+    linear(x, w, bias, scratch);
+    float* r = residual.data_as<float>();
+    const float* y = scratch.data_as<float>();
+    for (int64_t i = 0, n = residual.numel(); i < n; ++i) r[i] += y[i];
+  }
+
   void qk_norm_rope(Tensor& qkv, int nh, int nkv, int d, const Tensor* q_w, const Tensor* k_w,
                     float eps, const Tensor& cos_sin, const Tensor& positions) override {
     expect_f32(qkv, "qk_norm_rope", "qkv");

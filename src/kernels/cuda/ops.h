@@ -126,4 +126,17 @@ bool gemv_supported(int64_t M, int64_t N, int64_t K, const void* x, const void* 
 void gemv(const void* x, const void* w, const void* bias, void* out, int64_t M, int64_t N, int64_t K,
           cudaStream_t stream, int k_split = 1);
 
+// The GEMV with the decoder's neighbouring ops folded in (gemv.cu), for M in {1, 2, 4, 8} (the
+// decode ladder; gemv_fused_rows), one kernel each:
+//   norm_weight non-null: x is normed on the fly, out = (rms_norm(x) * norm_weight) w^T [+ bias],
+//     the 1 / rms applied to the float32 sums (the normed x is not rounded to bf16 first);
+//   kAddInto: out (M, N) += bf16(x w^T [+ bias]), rounded once more (a residual update);
+//   kSiluMul: w holds 2N rows (gate, then up; bias 2N), out (M, N) = bf16(silu(g)) * u, g and u
+//     the rounded products, as silu_and_mul computes them.
+// norm_weight null with kStore is gemv().
+enum class GemvEpilogue { kStore, kAddInto, kSiluMul };
+bool gemv_fused_rows(int64_t M);
+void gemv_fused(const void* x, const void* w, const void* bias, void* out, int64_t M, int64_t N, int64_t K,
+                cudaStream_t stream, int k_split, const void* norm_weight, float eps, GemvEpilogue epi);
+
 }  // namespace nanovllm::gpu

@@ -212,8 +212,9 @@ float graph_time_ms(cudaStream_t stream, const std::function<bool()>& launch, cu
 // graph is being captured (the runner's eager warm-up makes every plan first).
 bool autotune(cublasLtHandle_t handle_, void* workspace_, size_t workspace_bytes_, const Descs& d,
               const CublasLtGemm::Operands& ops, cublasLtMatmulAlgo_t& best, float& best_ms, float& first_ms,
-              int& gemv_split) {
+              int& gemv_split, int& gemv_best) {
   gemv_split = 0;
+  gemv_best = 0;
   cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(ops.stream, &capturing) != cudaSuccess || capturing != cudaStreamCaptureStatusNone)
     return false;
@@ -242,6 +243,7 @@ bool autotune(cublasLtHandle_t handle_, void* workspace_, size_t workspace_bytes
       best = a;
     }
   }
+  float gemv_best_ms = -1;
   if (best_ms >= 0 && gpu::gemv_supported(ops.M, ops.N, ops.K, ops.x, ops.w, ops.bias, ops.out))
     for (int k_split : {1, 4}) {
       auto gemv = [&] {
@@ -250,6 +252,10 @@ bool autotune(cublasLtHandle_t handle_, void* workspace_, size_t workspace_bytes
       };
       gemv();
       const float ms = graph_time_ms(ops.stream, gemv, e0, e1);
+      if (ms >= 0 && (gemv_best_ms < 0 || ms < gemv_best_ms)) {
+        gemv_best_ms = ms;
+        gemv_best = k_split;
+      }
       if (ms >= 0 && ms < best_ms) {
         best_ms = ms;
         gemv_split = k_split;
@@ -274,9 +280,9 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key, const Operands& ops) 
   std::string why;
   bool ok = false;
   float tuned_ms = -1, first_ms = -1;
-  int gemv_split = 0;
+  int gemv_split = 0, gemv_best = 0;
   if (per_shape && autotune_)
-    ok = autotune(handle_, workspace_, workspace_bytes_, d, ops, algo, tuned_ms, first_ms, gemv_split);
+    ok = autotune(handle_, workspace_, workspace_bytes_, d, ops, algo, tuned_ms, first_ms, gemv_split, gemv_best);
   if (!per_shape) {
     // One algorithm per weight shape, picked at a large M and checked for this one.
     constexpr int64_t kCanonicalM = 4096;
@@ -291,8 +297,8 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key, const Operands& ops) 
       constexpr int64_t kTimeFromM = 512;
       if (autotune_ && M >= kTimeFromM) {
         float t_ms = -1, f_ms = -1;
-        int gemv = 0;
-        found = autotune(handle_, workspace_, workspace_bytes_, d, ops, a, t_ms, f_ms, gemv) && gemv == 0;
+        int gemv = 0, unused = 0;
+        found = autotune(handle_, workspace_, workspace_bytes_, d, ops, a, t_ms, f_ms, gemv, unused) && gemv == 0;
         if (found && gemm_log_on())
           std::fprintf(stderr, "[gemm] canonical for N=%lld K=%lld timed at M=%lld: %.2f us (first choice %.2f us)\n",
                        static_cast<long long>(N), static_cast<long long>(K), static_cast<long long>(M), 1e3 * t_ms,
@@ -342,7 +348,21 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key, const Operands& ops) 
   p.c = d.c;
   p.algo = algo;
   p.gemv_split = gemv_split;
+  p.gemv_best = gemv_best;
   return plans_.emplace(key, p).first->second;
+}
+
+int CublasLtGemm::gemv_split(const void* x, const void* w, const void* bias, void* out, int64_t M, int64_t N,
+                             int64_t K, cudaStream_t stream) {
+  if (M <= 0 || N <= 0 || K <= 0 || !x || !w || !out)
+    throw Error("gemv_split: bad operands M=" + std::to_string(M) + " N=" + std::to_string(N) +
+                " K=" + std::to_string(K));
+  int align = std::min({alignment_of(x), alignment_of(w), alignment_of(out), 16});
+  if (bias) align = std::min(align, alignment_of(bias));
+  const Plan& p = plan_for({M, N, K, bias != nullptr, align, true}, Operands{x, w, bias, out, M, N, K, align, stream});
+  if (p.gemv_best) return p.gemv_best;
+  constexpr int64_t kWideFrom = 8192;  // past this many columns one warp per row pair fills the card
+  return N <= kWideFrom ? 4 : 1;
 }
 
 void CublasLtGemm::linear(const void* x, const void* w, const void* bias, void* out, int64_t M, int64_t N,

@@ -32,6 +32,12 @@ class CublasLtGemm {
   // Queues the product on `stream`. bias may be null. Pointers to bf16 device memory.
   void linear(const void* x, const void* w, const void* bias, void* out, int64_t M, int64_t N, int64_t K,
               cudaStream_t stream);
+  // For the fused GEMV variants (kernels/cuda/gemv.cu, gemv_fused): the k_split at which our
+  // GEMV timed faster in this plain shape's per-M plan, whether or not it beat cuBLASLt (the
+  // plan is made, and timed on these operands, when new: `out` is overwritten). Untimed
+  // (NANOVLLM_GEMM_AUTOTUNE=0, or first seen inside a capture): 4 for N <= 8192, else 1.
+  int gemv_split(const void* x, const void* w, const void* bias, void* out, int64_t M, int64_t N, int64_t K,
+                 cudaStream_t stream);
   size_t cached_plans() const { return plans_.size(); }
   // true: each row count M gets its own best algorithm (decode batches, whose M is a ladder
   // size). false (default): one algorithm per (N, K), chosen for a large M and used for every M,
@@ -56,6 +62,7 @@ class CublasLtGemm {
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     cublasLtMatmulAlgo_t algo{};
     int gemv_split = 0;  // our small-batch kernel (kernels/cuda/gemv.cu) timed faster: its k_split
+    int gemv_best = 0;   // the GEMV's faster k_split when timed (won or not), else 0
   };
   using Key = std::tuple<int64_t, int64_t, int64_t, bool, int, bool>;  // M, N, K, bias, alignment, per-shape
   Plan& plan_for(const Key& key, const Operands& ops);
