@@ -271,10 +271,12 @@ class CudaBackend final : public Backend {
   // of models up to kFuseMaxHidden wide. NANOVLLM_FUSE_NORM_LINEAR=1 fuses at any width, 0 never.
   // Why the width limit, measured on an H200 (batch-1 decode, off / on alternating, 2026-11-28):
   // Qwen3-0.6B (hidden 1024) 1.071 / 1.029, 1.050 / 1.008 ms per token, 4% faster fused;
-  // Qwen3-8B (4096) 4.947 / 4.978, 4.937 / 4.996, 1% slower: a wide model's products are long
-  // weight streams that hide the small kernels' latency, and the fused GEMVs' extra work per
-  // chunk (the norm's sums and scaling) then costs more than the launches saved.
-  static constexpr int64_t kFuseMaxHidden = 2560;
+  // Qwen3-1.7B (2048) 1.757 / 1.729, 2% faster; Qwen3-4B (2560) 3.296 / 3.342, 1% slower;
+  // Qwen3-8B (4096) 4.947 / 4.978, 4.937 / 4.996, 1% slower. Timed alone (Nsight Compute), the
+  // fused kernels of an 8B step take 5% less than the ops they replace, yet the unfused graph
+  // is faster: its cuBLASLt picks and small kernels overlap better under PDL than the chain of
+  // GEMVs. Why exactly is not pinned down (docs/performance.md has the numbers).
+  static constexpr int64_t kFuseMaxHidden = 2048;
   bool fuses_norm_linear(int64_t tokens, int64_t hidden, const std::vector<int64_t>& in_features) const override {
     if (fuse_mode_ == FuseMode::kOff || !decode_step_ || !gpu::gemv_fused_rows(tokens)) return false;
     if (fuse_mode_ == FuseMode::kAuto && hidden > kFuseMaxHidden) return false;
