@@ -661,7 +661,7 @@ TEST(CudaKernelsPerf, ElementwiseTiming) {
             [&] { gpu::qk_norm_rope_store_kv(qkv.data(), T, nh, nkv, d, qn.data(), kn.data(), 1e-6f, cs.data(), 4096,
                                              pos.data(), kc.data(), vc.data(), T, slots.data(), nullptr); });
   }
-  {  // Qwen3-8B's widths (H 4096, I 14336) at a prefill step of 16,384 tokens
+  {  // an 8B model's widths (Llama-3.1-8B: H 4096, I 14336) at a prefill step of 16,384 tokens
     const int64_t T = 16384, H8 = 4096, I8 = 14336;
     Bf16Buf x(T * H8), res(T * H8), w(H8), gate_up(T * 2 * I8), act(T * I8);
     time_it("add_rms_norm", T, 8.0 * H8 * T,
