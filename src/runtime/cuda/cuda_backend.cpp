@@ -105,6 +105,9 @@ class CudaStepGraph final : public StepGraph {
 };
 
 constexpr int kCombineInSplitKernelMaxSeqs = 8;  // see decode_counters_
+// NANOVLLM_PROFILE_OPS: a call that made its shape's GEMM plan (timing cuBLASLt's candidates
+// and our GEMV on the GPU, ~1-100 ms) is counted apart from the op's other calls.
+constexpr const char* kPlanMade = " [first call: plan made]";
 
 class CudaBackend final : public Backend {
  public:
@@ -263,8 +266,10 @@ class CudaBackend final : public Backend {
     }
     OpScope scope_(prof_.get(), prof_ ? "linear N=" + std::to_string(w.dim(0)) + " K=" + std::to_string(w.dim(1))
                                       : std::string());
+    const size_t plans = gemm_->cached_plans();
     gemm_->linear(x.data(), w.data(), bias ? bias->data() : nullptr, out.data(), x.dim(0), w.dim(0), x.dim(1),
                   stream_);
+    if (gemm_->cached_plans() != plans) scope_.set_apart(kPlanMade);
   }
 
   // Decode steps of 1, 2, 4 or 8 rows (the ladder sizes the GEMV's fused variants exist for)
@@ -292,7 +297,9 @@ class CudaBackend final : public Backend {
     check_fused_linear(op, x, &norm_w, w, bias, out, w.dim(0));
     const int64_t T = x.dim(0), N = w.dim(0), K = x.dim(1);
     const void* b = bias ? bias->data() : nullptr;
+    const size_t plans = gemm_->cached_plans();
     const int split = gemm_->gemv_split(x.data(), w.data(), b, out.data(), T, N, K, stream_);
+    if (gemm_->cached_plans() != plans) scope_.set_apart(kPlanMade);
     gpu::gemv_fused(x.data(), w.data(), b, out.data(), T, N, K, stream_, split, norm_w.data(), eps,
                     gpu::GemvEpilogue::kStore);
   }
@@ -307,7 +314,9 @@ class CudaBackend final : public Backend {
     expect(scratch.rank() == 2 && scratch.dim(0) == x.dim(0) && scratch.dim(1) == w.dim(0), op, "scratch shape");
     const int64_t T = x.dim(0), I = w.dim(0) / 2, K = x.dim(1);
     // k_split as timed for the plain (T, 2I) product, on the scratch.
+    const size_t plans = gemm_->cached_plans();
     const int split = gemm_->gemv_split(x.data(), w.data(), nullptr, scratch.data(), T, 2 * I, K, stream_);
+    if (gemm_->cached_plans() != plans) scope_.set_apart(kPlanMade);
     gpu::gemv_fused(x.data(), w.data(), nullptr, out.data(), T, I, K, stream_, split, norm_w.data(), eps,
                     gpu::GemvEpilogue::kSiluMul);
   }
@@ -321,7 +330,9 @@ class CudaBackend final : public Backend {
            "scratch must be a separate buffer shaped like residual");
     const int64_t T = x.dim(0), N = w.dim(0), K = x.dim(1);
     const void* b = bias ? bias->data() : nullptr;
+    const size_t plans = gemm_->cached_plans();
     const int split = gemm_->gemv_split(x.data(), w.data(), b, scratch.data(), T, N, K, stream_);
+    if (gemm_->cached_plans() != plans) scope_.set_apart(kPlanMade);
     gpu::gemv_fused(x.data(), w.data(), b, residual.data(), T, N, K, stream_, split, nullptr, 0.f,
                     gpu::GemvEpilogue::kAddInto);
   }

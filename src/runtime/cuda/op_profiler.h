@@ -27,6 +27,10 @@ class OpProfiler {
   // Brackets one op; `name` is copied. Nothing is recorded while a graph is being captured.
   void op_begin(const std::string& name);
   void op_end();
+  // Appends `suffix` to the open op's name, so this call is counted apart from the others.
+  void rename_open(const std::string& suffix) {
+    if (open_begin_) open_name_ += suffix;
+  }
   void set_capturing(bool on) { capturing_ = on; }
 
  private:
@@ -67,6 +71,11 @@ class OpScope {
   }
   ~OpScope() {
     if (p_) p_->op_end();
+  }
+  // This call is counted under its name plus `suffix` (e.g. a first call that made a GEMM plan,
+  // whose timing of cuBLASLt's candidates would otherwise swell the op's average).
+  void set_apart(const char* suffix) {
+    if (p_) p_->rename_open(suffix);
   }
   OpScope(const OpScope&) = delete;
   OpScope& operator=(const OpScope&) = delete;
