@@ -30,8 +30,9 @@
 //             packed gate/up matrix of 2N rows): a group takes rows n and N + n for one output
 //             column (the plain kernel's two rows, so the same loads and registers), computes
 //             the activation once, as silu_and_mul does, and the (M, 2N) product never goes to
-//             memory. (A first version gave a group four rows, two columns: half the warps, and
-//             measured 8% slower than the plain GEMV on Qwen3-8B's gate/up at batch 1.)
+//             memory. (A first version gave a group four rows, two columns: half the warps. At
+//             Qwen3-8B's gate/up, batch 1, it took 66.3 µs per call against 61.1 + 4.6 µs for
+//             the unfused product and silu_and_mul, in an eager op profile.)
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/activation.cuh"
 #include "kernels/cuda/bf16_vec.cuh"
