@@ -30,6 +30,12 @@ int alignment_of(const void* p) {
   return 2;
 }
 
+// The alignment (bytes, at most 16) all of a product's operands share: part of a plan's key.
+int operands_alignment(const void* x, const void* w, const void* bias, const void* out) {
+  const int align = std::min({alignment_of(x), alignment_of(w), alignment_of(out), 16});
+  return bias ? std::min(align, alignment_of(bias)) : align;
+}
+
 int32_t algo_attr(const cublasLtMatmulAlgo_t& a, cublasLtMatmulAlgoConfigAttributes_t attr) {
   int32_t v = 0;  // every attribute logged here is a 32-bit integer or an enum of that size
   size_t written = 0;
@@ -357,8 +363,7 @@ int CublasLtGemm::gemv_split(const void* x, const void* w, const void* bias, voi
   if (M <= 0 || N <= 0 || K <= 0 || !x || !w || !out)
     throw Error("gemv_split: bad operands M=" + std::to_string(M) + " N=" + std::to_string(N) +
                 " K=" + std::to_string(K));
-  int align = std::min({alignment_of(x), alignment_of(w), alignment_of(out), 16});
-  if (bias) align = std::min(align, alignment_of(bias));
+  const int align = operands_alignment(x, w, bias, out);
   const Plan& p = plan_for({M, N, K, bias != nullptr, align, true}, Operands{x, w, bias, out, M, N, K, align, stream});
   if (p.gemv_best) return p.gemv_best;
   constexpr int64_t kWideFrom = 8192;  // past this many columns one warp per row pair fills the card
@@ -371,8 +376,7 @@ void CublasLtGemm::linear(const void* x, const void* w, const void* bias, void* 
   if (M < 0 || N < 0 || K <= 0) throw Error("linear: bad shape M=" + std::to_string(M) + " N=" + std::to_string(N) +
                                             " K=" + std::to_string(K));
   if (!x || !w || !out) throw Error("linear: null pointer");
-  int align = std::min({alignment_of(x), alignment_of(w), alignment_of(out), 16});
-  if (bias) align = std::min(align, alignment_of(bias));
+  const int align = operands_alignment(x, w, bias, out);
   Plan& p = plan_for({M, N, K, bias != nullptr, align, per_shape_}, Operands{x, w, bias, out, M, N, K, align, stream});
   if (p.gemv_split) {
     gpu::gemv(x, w, bias, out, M, N, K, stream, p.gemv_split);

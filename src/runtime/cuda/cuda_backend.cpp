@@ -290,18 +290,26 @@ class CudaBackend final : public Backend {
     return true;
   }
 
+  // The fused ops' one launch: gemv_fused with the k_split of the plain (T, plan_n, K) product's
+  // plan (made, and timed on plan_out, when the shape is new; such a call is counted apart by
+  // the op profiler), writing `out` (T, n).
+  void fused_gemv(OpScope& scope, const Tensor& x, const Tensor& w, const Tensor* bias, void* plan_out,
+                  int64_t plan_n, void* out, int64_t n, const Tensor* norm_w, float eps, gpu::GemvEpilogue epi) {
+    const int64_t T = x.dim(0), K = x.dim(1);
+    const void* b = bias ? bias->data() : nullptr;
+    const size_t plans = gemm_->cached_plans();
+    const int split = gemm_->gemv_split(x.data(), w.data(), b, plan_out, T, plan_n, K, stream_);
+    if (gemm_->cached_plans() != plans) scope.set_apart(kPlanMade);
+    gpu::gemv_fused(x.data(), w.data(), b, out, T, n, K, stream_, split, norm_w ? norm_w->data() : nullptr, eps, epi);
+  }
+
   void rms_norm_linear(const Tensor& x, const Tensor& norm_w, float eps, const Tensor& w, const Tensor* bias,
                        Tensor& out) override {
     const char* op = "rms_norm_linear";
     OpScope scope_(prof_.get(), op);
     check_fused_linear(op, x, &norm_w, w, bias, out, w.dim(0));
-    const int64_t T = x.dim(0), N = w.dim(0), K = x.dim(1);
-    const void* b = bias ? bias->data() : nullptr;
-    const size_t plans = gemm_->cached_plans();
-    const int split = gemm_->gemv_split(x.data(), w.data(), b, out.data(), T, N, K, stream_);
-    if (gemm_->cached_plans() != plans) scope_.set_apart(kPlanMade);
-    gpu::gemv_fused(x.data(), w.data(), b, out.data(), T, N, K, stream_, split, norm_w.data(), eps,
-                    gpu::GemvEpilogue::kStore);
+    fused_gemv(scope_, x, w, bias, out.data(), w.dim(0), out.data(), w.dim(0), &norm_w, eps,
+               gpu::GemvEpilogue::kStore);
   }
 
   void rms_norm_linear_silu(const Tensor& x, const Tensor& norm_w, float eps, const Tensor& w, Tensor& out,
@@ -312,13 +320,9 @@ class CudaBackend final : public Backend {
     check_fused_linear(op, x, &norm_w, w, nullptr, out, w.dim(0) / 2);
     expect_bf16(scratch, op, "scratch");
     expect(scratch.rank() == 2 && scratch.dim(0) == x.dim(0) && scratch.dim(1) == w.dim(0), op, "scratch shape");
-    const int64_t T = x.dim(0), I = w.dim(0) / 2, K = x.dim(1);
     // k_split as timed for the plain (T, 2I) product, on the scratch.
-    const size_t plans = gemm_->cached_plans();
-    const int split = gemm_->gemv_split(x.data(), w.data(), nullptr, scratch.data(), T, 2 * I, K, stream_);
-    if (gemm_->cached_plans() != plans) scope_.set_apart(kPlanMade);
-    gpu::gemv_fused(x.data(), w.data(), nullptr, out.data(), T, I, K, stream_, split, norm_w.data(), eps,
-                    gpu::GemvEpilogue::kSiluMul);
+    fused_gemv(scope_, x, w, nullptr, scratch.data(), w.dim(0), out.data(), w.dim(0) / 2, &norm_w, eps,
+               gpu::GemvEpilogue::kSiluMul);
   }
 
   void linear_add(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& residual, Tensor& scratch) override {
@@ -328,13 +332,8 @@ class CudaBackend final : public Backend {
     expect_bf16(scratch, op, "scratch");
     expect(scratch.shape() == residual.shape() && scratch.data() != residual.data(), op,
            "scratch must be a separate buffer shaped like residual");
-    const int64_t T = x.dim(0), N = w.dim(0), K = x.dim(1);
-    const void* b = bias ? bias->data() : nullptr;
-    const size_t plans = gemm_->cached_plans();
-    const int split = gemm_->gemv_split(x.data(), w.data(), b, scratch.data(), T, N, K, stream_);
-    if (gemm_->cached_plans() != plans) scope_.set_apart(kPlanMade);
-    gpu::gemv_fused(x.data(), w.data(), b, residual.data(), T, N, K, stream_, split, nullptr, 0.f,
-                    gpu::GemvEpilogue::kAddInto);
+    fused_gemv(scope_, x, w, bias, scratch.data(), w.dim(0), residual.data(), w.dim(0), nullptr, 0.f,
+               gpu::GemvEpilogue::kAddInto);
   }
 
   void qk_norm_rope(Tensor& qkv, int nh, int nkv, int d, const Tensor* qw, const Tensor* kw, float eps,
