@@ -349,7 +349,12 @@ __device__ __forceinline__ void combine_if_last(const DecodeParams& p, int seq, 
 // code it had.
 template <int D, int G, bool kCombine>
 __global__ void __launch_bounds__(kThreads, min_ctas_per_sm(G)) decode_split_kernel(const DecodeParams p) {
-  detail::pdl_begin();  // launch.cuh: before any global memory access
+  // launch.cuh: before any global memory access. The small-batch instantiation (<= 8
+  // sequences) may let the next kernel launch first: few CTAs leave most SMs idle.
+  if constexpr (kCombine)
+    detail::pdl_begin_small_early();
+  else
+    detail::pdl_begin();
   using S = Shape<D, G>;
   extern __shared__ __align__(16) char smem[];
 
