@@ -6,9 +6,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/ab-bin}
-mkdir -p "$OUT" build/tools
-xz -dc build/xfer/nanovllm-old.xz >build/tools/nanovllm-old && xz -dc build/xfer/nanovllm.xz >build/tools/nanovllm
-chmod +x build/tools/nanovllm-old build/tools/nanovllm
+mkdir -p "$OUT"
+scripts/device/unpack-build.sh  # nanovllm-old.xz -> build/tools/nanovllm-old, nanovllm.xz -> build/tools/nanovllm
 declare -A BIN=([A]=build/tools/nanovllm-old [B]=build/tools/nanovllm)
 D=(--load-format dummy --backend cuda --bandwidth-gbs 4250 --matmul-tflops 920)
 echo "card: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1); A: old build, B: new build"

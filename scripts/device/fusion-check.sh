@@ -11,11 +11,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/fusion-check}
 mkdir -p "$OUT"
-for f in nanovllm gpu_tests; do  # carried compressed: the carry limit is 64 MiB
-  [ -f build/xfer/$f.xz ] || continue
-  dst=$([ $f = nanovllm ] && echo build/tools/nanovllm || echo build/tests/gpu_tests)
-  mkdir -p "$(dirname "$dst")" && xz -dc build/xfer/$f.xz >"$dst" && chmod +x "$dst"
-done
+scripts/device/unpack-build.sh  # the builds carried compressed under build/xfer
 T=build/tests/gpu_tests
 N=build/tools/nanovllm
 echo "card: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"

@@ -8,9 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/op-profile}
 mkdir -p "$OUT"
-if [ -f build/xfer/nanovllm.xz ]; then
-  mkdir -p build/tools && xz -dc build/xfer/nanovllm.xz >build/tools/nanovllm && chmod +x build/tools/nanovllm
-fi
+scripts/device/unpack-build.sh  # the builds carried compressed under build/xfer
 N=build/tools/nanovllm
 D=(--load-format dummy --backend cuda)
 echo "card: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
