@@ -139,21 +139,44 @@ __device__ __forceinline__ float row_inv_denominator(float l) {
 // accumulator must be rescaled. Both d = 128 variants run this same code on every slice, so a
 // row's bits do not depend on the variant, tile or warp that computed it; the products are
 // __fmul_rn so that no instantiation can contract them into an FMA differently.
-template <int BN>
+template <int BN, bool kMaskPass = false>
 __device__ __forceinline__ void softmax_tile(float (&sc)[BN / 8][4], float (&m_run)[2],
                                              float (&l_run)[2], float (&alpha)[2], bool masked,
                                              int key0, const int (&limit)[2], float scale_log2,
                                              int lane) {
   float mx[2] = {-INFINITY, -INFINITY};
+  if constexpr (kMaskPass) {
+    // The mask as a pass of its own, run only by the tiles that reach past some row's last
+    // visible key (the diagonal). Folded into the scaling loop (below), ptxas predicates the
+    // compare and select into every tile; the mma.sync kernels keep that form, which costs them
+    // no registers (the pass made one of them spill). Same bits either way.
 #pragma unroll
-  for (int nb = 0; nb < BN / 8; ++nb)
+    for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      float v = __fmul_rn(sc[nb][j], scale_log2);
-      if (masked && key0 + nb * 8 + (lane % 4) * 2 + (j & 1) >= limit[j >> 1]) v = -INFINITY;
-      sc[nb][j] = v;
-      mx[j >> 1] = fmaxf(mx[j >> 1], v);
+      for (int j = 0; j < 4; ++j) sc[nb][j] = __fmul_rn(sc[nb][j], scale_log2);
+    if (masked) {
+      const int rel[2] = {limit[0] - key0 - (lane % 4) * 2, limit[1] - key0 - (lane % 4) * 2};
+#pragma unroll
+      for (int nb = 0; nb < BN / 8; ++nb)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          if (nb * 8 + (j & 1) >= rel[j >> 1]) sc[nb][j] = -INFINITY;
     }
+#pragma unroll
+    for (int nb = 0; nb < BN / 8; ++nb)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) mx[j >> 1] = fmaxf(mx[j >> 1], sc[nb][j]);
+  } else {
+#pragma unroll
+    for (int nb = 0; nb < BN / 8; ++nb)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        float v = __fmul_rn(sc[nb][j], scale_log2);
+        if (masked && key0 + nb * 8 + (lane % 4) * 2 + (j & 1) >= limit[j >> 1]) v = -INFINITY;
+        sc[nb][j] = v;
+        mx[j >> 1] = fmaxf(mx[j >> 1], v);
+      }
+  }
   float m_use[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {

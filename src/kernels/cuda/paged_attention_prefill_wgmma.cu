@@ -6,11 +6,12 @@
 //
 // CTA: 384 threads, three warpgroups. Warpgroups 0 and 1 are consumers, each owning 64
 // consecutive packed rows; warpgroup 2 is the producer, which copies Q once and the K/V tiles of
-// 128 keys into a kStages-deep ring with cp.async, each key row addressed through the block
-// table (paged K/V rules out one TMA box per tile when blocks are smaller than a tile). The
-// producer gives its registers to the consumers (setmaxnreg: 40 and 232 per thread; a whole
-// producer warpgroup because registers are split between the SM's four schedulers, each of
-// which runs one producer and two consumer warps).
+// 128 keys into a kStages-deep ring with cp.async: with blocks of a multiple of 128 keys (the
+// engine's 256) a tile lies inside one block, one block-table read per tile; with other block
+// sizes each key row is addressed through the table (paged K/V rules out one TMA box per tile
+// when blocks are smaller than a tile). The producer gives its registers to the consumers
+// (setmaxnreg: 40 and 232 per thread; a whole producer warpgroup because registers are split
+// between the SM's four schedulers, each of which runs one producer and two consumer warps).
 // Producer and consumers meet only at mbarriers: full[s] (the producer's 128 threads arrive once
 // their copies of the stage have landed, after a proxy fence: the MMAs read shared memory
 // through the async proxy) and empty[s] (the 256 consumer threads arrive once their MMAs on the
@@ -151,6 +152,12 @@ __device__ __forceinline__ void wgmma_rs_tn(float (&d)[16][4], const uint32_t (&
 
 #endif  // sm_90a
 
+// cp_async16 to a shared-memory address already converted (the producer keeps its tile's
+// destinations as 32-bit offsets: it runs on 40 registers).
+__device__ __forceinline__ void cp_async16_at(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+}
+
 // Waits for this thread's cp.async groups until at most `pending` are in flight.
 __device__ __forceinline__ void cp_async_wait_upto(int pending) {
   if (pending <= 0) cp_async_wait<0>();
@@ -202,11 +209,40 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
                            : p.qkv;
       cp_async16(sQ + swz(r, col, kQPanel), src, ok);
     }
-    // K/V tile t into `stage`, in batches of rows whose block-table reads are issued first.
-    auto load_kv = [&](int t, int stage) {
-      unsigned char* dk = sK + stage * kKVBytes;
-      unsigned char* dv = sV + stage * kKVBytes;
-      constexpr int kBatch = 8, kRows = kBN / kRowStep;
+    // K/V tile t into `stage`. This thread copies chunk `col` of rows row0 + kRowStep i, i <
+    // kRows; kRowStep is a multiple of 8, so all its rows share one swizzle phase and row i's
+    // destination is the first one's plus i kRowStep rows.
+    constexpr int kRows = kBN / kRowStep;
+    const uint32_t dst0 = swz(row0, col, kKVPanel);
+    // Blocks of a multiple of kBN keys (the engine's 256): each tile lies inside one block, so
+    // one block-table read per tile, and consecutive rows are kv_row elements apart. The
+    // producer's address arithmetic, not the copies, bounded the kernel before (Nsight Compute:
+    // the consumers waited on `full` while the producer never waited on `empty`).
+    auto load_kv_in_block = [&](int t, int stage) {
+      const uint32_t dk = smem_addr(sK + stage * kKVBytes) + dst0, dv = dk + kStages * kKVBytes;
+      const int key0 = t * kBN;
+      const int bi = p.block_shift >= 0 ? key0 >> p.block_shift : key0 / p.block_size;
+      const int32_t blk = table[bi];
+      const bool blk_ok = blk >= 0 && blk < p.num_blocks;  // a bad id reads as zero keys and values
+      const int64_t off = blk_ok ? (int64_t{blk} * p.block_size + (key0 - bi * p.block_size) + row0) * kv_row +
+                                       kvh * kD + col * 8
+                                 : 0;
+      const bf16* k_src = p.k_cache + off;
+      const bf16* v_src = p.v_cache + off;
+      const int64_t step = blk_ok ? kRowStep * kv_row : 0;
+      const int rows_left = blk_ok ? ctx - key0 - row0 : 0;  // rows i with i kRowStep < rows_left are real
+#pragma unroll
+      for (int i = 0; i < kRows; ++i) {
+        const bool ok = i * kRowStep < rows_left;
+        cp_async16_at(dk + i * kRowStep * kRowBytes, ok ? k_src + i * step : p.k_cache, ok);
+        cp_async16_at(dv + i * kRowStep * kRowBytes, ok ? v_src + i * step : p.v_cache, ok);
+      }
+    };
+    // Any other block size: rows in batches whose block-table reads are issued first.
+    auto load_kv_rows = [&](int t, int stage) {
+      unsigned char* dk = sK + stage * kKVBytes + dst0;
+      unsigned char* dv = sV + stage * kKVBytes + dst0;
+      constexpr int kBatch = 4;
       static_assert(kRows % kBatch == 0, "whole batches");
 #pragma unroll 1
       for (int i0 = 0; i0 < kRows; i0 += kBatch) {
@@ -226,11 +262,16 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
         }
 #pragma unroll
         for (int i = 0; i < kBatch; ++i) {
-          const uint32_t dst = swz(row0 + kRowStep * (i0 + i), col, kKVPanel);
+          const uint32_t dst = (i0 + i) * kRowStep * kRowBytes;
           cp_async16(dk + dst, ok[i] ? p.k_cache + off[i] : p.k_cache, ok[i]);
           cp_async16(dv + dst, ok[i] ? p.v_cache + off[i] : p.v_cache, ok[i]);
         }
       }
+    };
+    const bool in_block = p.block_size % kBN == 0;
+    auto load_kv = [&](int t, int stage) {
+      if (in_block) load_kv_in_block(t, stage);
+      else load_kv_rows(t, stage);
     };
     // Commit group t holds tile t (group 0 also Q); the prologue fills the ring, iteration t >= 1
     // commits one group (tile t - 1 + kStages, or none), so tile t is the t-th group.
@@ -302,7 +343,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
 
     const bool masked = (t + 1) * kBN > wg_free;
     float alpha[2];
-    softmax_tile<kBN>(sc, m_run, l_run, alpha, masked, t * kBN, limit, p.scale_log2, lane);
+    softmax_tile<kBN, true>(sc, m_run, l_run, alpha, masked, t * kBN, limit, p.scale_log2, lane);
     if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
       for (int j = 0; j < 16; ++j) {
