@@ -33,6 +33,7 @@
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cuda/ops.h"
+#include "late_store_kv.h"
 #include "runtime/cuda_check.h"
 #include "runtime/cuda_device.h"
 #include "runtime/dtype.h"
@@ -466,6 +467,74 @@ TEST(CudaAttentionDecode, BatchInvariant) {
         }
       }
     }
+  }
+}
+
+// With counters and few sequences the decode kernel reads each sequence's older cached rows
+// before it waits for the kernel launched just before it (ops.h). Here that kernel writes every
+// sequence's newest row, which the device cache holds as NaN until then: a read of the newest
+// row before the wait shows as NaN. The writer is store_kv (a race the early read may or may
+// not lose) and, every other round, late_store_kv, which holds its writes back 50 us so that
+// an early read certainly meets the NaN.
+TEST(CudaAttentionDecode, NewestRowStoredByThePreviousKernel) {
+  REQUIRE_GPU();
+  Stream stream;
+  Report report{"decode after store_kv"};
+  const int rounds = sanitizing() ? 2 : 20;
+  struct Shape {
+    int nh, nkv, bs, bound;
+  };
+  for (const Shape& sh : {Shape{16, 8, 256, 4096}, Shape{16, 8, 12, 0}, Shape{32, 8, 256, 0}, Shape{8, 2, 32, 4096}}) {
+    std::vector<int> ctx = {1, 7, sh.bs, sh.bs + 1, 300, 777, 1500, 2049};
+    if (sanitizing()) ctx = {1, sh.bs + 1, 300};
+    std::vector<Seq> seqs;
+    for (int c : ctx) seqs.push_back({1, c});
+    std::shuffle(seqs.begin(), seqs.end(), rng());
+    Batch b = make_batch(sh.nh, sh.nkv, 128, sh.bs, seqs);
+    SCOPED_TRACE(b.what() + " bound=" + std::to_string(sh.bound));
+    // Row s of qkv carries, as its k and v, sequence s's newest cached row: what store_kv writes.
+    const int S = b.num_seqs(), d = b.d;
+    const int64_t kv = int64_t(b.nkv) * d;
+    std::vector<int32_t> slots(S);
+    for (int s = 0; s < S; ++s) {
+      const int n = b.ctx[s];
+      slots[s] = b.tables[size_t(s) * b.max_blocks + (n - 1) / b.bs] * b.bs + (n - 1) % b.bs;
+      for (int64_t i = 0; i < kv; ++i) {
+        const size_t kq = size_t(s * b.row() + b.nh * d + i), vq = size_t(kq + kv), c = size_t(slots[s] * kv + i);
+        b.qkv.bits[kq] = b.kc.bits[c], b.qkv.f[kq] = b.kc.f[c];
+        b.qkv.bits[vq] = b.vc.bits[c], b.qkv.f[vq] = b.vc.f[c];
+      }
+    }
+    const std::vector<float> ref = reference(b);
+    DeviceBatch dev(b);
+    DeviceBuf<int32_t> dslots(slots.size());
+    dslots.upload(slots);
+    const int max_ctx = sh.bound > 0 ? sh.bound : b.max_ctx;
+    DeviceBuf<float> ws(gpu::paged_attention_decode_workspace_bytes(S, b.nh, b.nkv, d, max_ctx) / sizeof(float));
+    DeviceBuf<int32_t> counters(gpu::paged_attention_decode_counters(S, b.nh, b.nkv));
+    NANOVLLM_CUDA_CHECK(cudaMemset(counters.data(), 0, counters.bytes()));
+    for (int round = 0; round < rounds; ++round) {
+      for (int s = 0; s < S; ++s) {  // the newest rows as NaN
+        NANOVLLM_CUDA_CHECK(cudaMemset(dev.kc.data() + slots[s] * kv, 0xFF, size_t(kv) * 2));
+        NANOVLLM_CUDA_CHECK(cudaMemset(dev.vc.data() + slots[s] * kv, 0xFF, size_t(kv) * 2));
+      }
+      dev.out.poison();
+      NANOVLLM_CUDA_CHECK(cudaDeviceSynchronize());
+      if (round % 2)
+        testing::late_store_kv(dev.qkv.data(), S, b.nh, b.nkv, d, dev.kc.data(), dev.vc.data(), b.num_blocks * b.bs,
+                               dslots.data(), 50, stream);
+      else
+        gpu::store_kv(dev.qkv.data(), S, b.nh, b.nkv, d, dev.kc.data(), dev.vc.data(), b.num_blocks * b.bs,
+                      dslots.data(), stream);
+      run_decode(dev, b, max_ctx, ws, stream, counters.data());
+      stream.sync();
+      const Stats st = compare(dev.out.download(), ref, b.T * b.nh, d);
+      EXPECT_CLOSE(st, "round " + std::to_string(round));
+      report.add(st);
+      if (st.nonfinite || st.bad) break;
+    }
+    const std::vector<int32_t> left = counters.download();
+    EXPECT_EQ(std::count(left.begin(), left.end(), 0), std::ptrdiff_t(left.size())) << "counters not left zero";
   }
 }
 

@@ -17,9 +17,9 @@
 // A kernel may read memory that no earlier kernel writes (weights) before it waits: the GEMV
 // prefetches its first weight chunks into L2 there (pdl_wait() and pdl_trigger() separately).
 //
-// Every kernel launched through launch() must call pdl_begin() (or pdl_wait(), or
-// pdl_begin_small_early()) before its first read of anything an earlier kernel writes, and
-// before its first write.
+// Every kernel launched through launch() must call pdl_begin() (or pdl_wait()) before its
+// first read of anything an earlier kernel writes, and before its first write. (The decode
+// attention's early launches read cached K/V rows that only earlier steps wrote: see there.)
 //
 // On by default on compute capability 9.x+ (NANOVLLM_PDL=0 turns it off; without the attribute
 // these return at once). Measured on an H200 (2026-11-28), off vs on: Qwen3-0.6B batch 1
@@ -54,25 +54,16 @@ __device__ __forceinline__ void pdl_begin() {
   pdl_trigger();
 }
 
-// pdl_begin() for the decode attention's small-batch launches: a grid of at most
-// kEarlyTriggerCtas CTAs triggers first, then waits, so the next kernel (the o_proj GEMV) is
-// launched onto the SMs the attention leaves idle and streams its first weights meanwhile; it
-// still waits for this grid before reading what it wrote. Larger grids keep wait-then-trigger.
-// Measured on the H200: Qwen3-0.6B batch 1 1.015-1.016 -> 0.999-1.002 ms per token (three
-// rounds each, alternating), Qwen3-8B 4.914-4.958 -> 4.910-4.912, bench.py 5.44 / 5.45 s. The
-// same in the norm, rotary, SiLU, K/V-store and embedding kernels as well was slower (0.6B
-// 1.039-1.041 -> 1.104, 8B 4.972-4.991 -> 5.017-5.053): the chain of early grids again.
+// The decode attention's small-batch launches (paged_attention_decode.cu) trigger first and
+// then wait when they have at most kEarlyTriggerCtas CTAs per split index, so the next kernel
+// (the o_proj GEMV) is launched onto the SMs the attention leaves idle and streams its first
+// weights meanwhile; it still waits for this grid before reading what it wrote. Larger grids
+// keep wait-then-trigger. (Until this criterion ignored the split slots, the early path never
+// ran in the engine: a graph's bound of 4,096 keys gives a batch-1 grid of 128 CTAs. The ~1%
+// recorded for it in 56d8240 was run-to-run spread.) Triggering early in the norm, rotary, SiLU,
+// K/V-store and embedding kernels as well was slower (H200: 0.6B 1.039-1.041 -> 1.104 ms per
+// token, 8B 4.972-4.991 -> 5.017-5.053): the chain of early grids again.
 constexpr unsigned kEarlyTriggerCtas = 64;
-#ifdef __CUDACC__  // gridDim: device code only (host files include this header for launch())
-__device__ __forceinline__ void pdl_begin_small_early() {
-  if (gridDim.x * gridDim.y * gridDim.z <= kEarlyTriggerCtas) {
-    pdl_trigger();
-    pdl_wait();
-  } else {
-    pdl_begin();
-  }
-}
-#endif
 
 // kernel<<<grid, block, smem, stream>>>(args...), with the PDL attribute when enabled; checked.
 template <typename... Params, typename... Args>

@@ -92,6 +92,11 @@ void store_kv(const void* qkv, int64_t T, int nh, int nkv, int d, void* k_cache,
 // serves every later call on the same stream, graph replays included). With them the
 // sequences' splits are combined inside the one kernel; without, by a second kernel. The
 // output bits are the same either way.
+// Ordering (programmatic dependent launch): with counters and few sequences the kernel reads
+// context_lens, block_tables and each sequence's cached rows 0 .. context_lens[s] - 2 before it
+// waits for the kernel launched just before it. So that kernel may write q and each
+// sequence's newest row (context_lens[s] - 1), as the step's K/V store does, but not the older
+// rows, the lengths or the tables: those must come from earlier steps or host copies.
 size_t paged_attention_decode_workspace_bytes(int max_num_seqs, int nh, int nkv, int d,
                                               int max_context_len);
 size_t paged_attention_decode_counters(int max_num_seqs, int nh, int nkv);

@@ -383,12 +383,19 @@ __device__ __forceinline__ void combine_if_last(const DecodeParams& p, int seq, 
 // code it had.
 template <int D, int G, bool kCombine>
 __global__ void __launch_bounds__(kThreads, min_ctas_per_sm(G)) decode_split_kernel(const DecodeParams p) {
-  // launch.cuh: before any global memory access. The small-batch instantiation (<= 8
-  // sequences) may let the next kernel launch first: few CTAs leave most SMs idle.
-  if constexpr (kCombine)
-    detail::pdl_begin_small_early();
+  // launch.cuh. The small-batch instantiation (<= 8 sequences, combine inside) with at most
+  // kEarlyTriggerCtas CTAs per split index lets the next kernel (the o_proj GEMV) launch first,
+  // onto the SMs its few working CTAs leave idle, and does its start-up before the wait: the
+  // context length, the exit of the CTAs past the sequence's splits, the block-table reads and
+  // the copies of every tile older than the newest key (see "Before the wait" below). The
+  // criterion ignores the split slots (gridDim.x): with a graph's bound of 4,096 keys a batch-1
+  // grid has 16 of them, 128 CTAs, most of which exit at once.
+  bool early = false;
+  if constexpr (kCombine) early = gridDim.y * gridDim.z <= detail::kEarlyTriggerCtas;
+  if (early)
+    detail::pdl_trigger();
   else
-    detail::pdl_begin();
+    detail::pdl_begin();  // before any global memory access
   using S = Shape<D, G>;
   extern __shared__ __align__(16) char smem[];
 
@@ -417,9 +424,27 @@ __global__ void __launch_bounds__(kThreads, min_ctas_per_sm(G)) decode_split_ker
   const uint32_t ring_s = static_cast<uint32_t>(__cvta_generic_to_shared(ring));
   auto tile_key = [&](int j) { return first + j * kWarps * S::KW; };
 
-  // This lane's 8 columns of each query head: loaded before the ring is filled, so that their
-  // latency overlaps the first block-table read (Nsight Compute at 1 x 512: the lanes waited for
-  // q after the fill), converted after it.
+  // Before the wait (early launches only): the ring stages whose keys all precede the newest
+  // one, n - 1. In a decode step the kernel just before this one (the K/V store) writes only
+  // that row of each sequence; every older row was written by an earlier step, and the context
+  // lengths and block tables by host copies before the step's kernels (ops.h states this
+  // contract). So the dependent chain context length -> table -> copies runs under the previous
+  // kernel instead of after it. One commit per stage, as below, in stage order.
+  uint32_t vmask = 0;  // bits s U .. s U + U - 1: validity of the tile in stage s
+  BlockCache bc;
+  int pre = 0;         // stages already queued
+  if (early) {
+    for (; pre < kStages && pre < nt && tile_key(pre) + S::KW < n; ++pre) {
+      vmask |= issue_tile<D, G>(p, table, col, tile_key(pre), k_end, ring_s + pre * kStageBytes, lane, sub, policy, bc)
+               << (pre * S::U);
+      cp_async_commit();
+    }
+    detail::pdl_wait();  // q and the newest row are the previous kernel's
+  }
+
+  // This lane's 8 columns of each query head: loaded before the (rest of the) ring is filled,
+  // so that their latency overlaps the first block-table read (Nsight Compute at 1 x 512: the
+  // lanes waited for q after the fill), converted after it.
   uint4 q_raw[G];
   const bf16* q_row = p.qkv + seq * p.qkv_stride + int64_t{kvh * p.group + h0} * D + c * 8;
 #pragma unroll
@@ -428,10 +453,8 @@ __global__ void __launch_bounds__(kThreads, min_ctas_per_sm(G)) decode_split_ker
 
   // Fill the ring. One commit per stage, empty or not, keeps the group count uniform so
   // wait_group<kStages - 1> always means "tile j is in".
-  uint32_t vmask = 0;  // bits s U .. s U + U - 1: validity of the tile in stage s
-  BlockCache bc;
 #pragma unroll
-  for (int s = 0; s < kStages; ++s) {
+  for (int s = pre; s < kStages; ++s) {
     if (s < nt)
       vmask |= issue_tile<D, G>(p, table, col, tile_key(s), k_end, ring_s + s * kStageBytes, lane, sub, policy, bc)
                << (s * S::U);
