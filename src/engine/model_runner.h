@@ -56,7 +56,11 @@ class ModelRunner {
   int max_tokens_, max_seqs_, max_blocks_per_seq_;
   bool pad_decodes_;               // decode steps run at a ladder size (graph or not): invariance
   std::vector<int> graph_sizes_;   // the decode batch-size ladder, ascending
-  Tensor ids_buf_, pos_buf_, slot_buf_, cu_buf_, ctx_buf_, table_buf_, rows_buf_;  // fixed capacity
+  // A step's int32 inputs (ids, positions, slots, cu_seqlens, context lengths, block tables)
+  // live in one device buffer and go up in one copy (StepLayout); rows_buf_ holds the sampled
+  // rows of prefill steps. Fixed capacity.
+  Tensor step_buf_, rows_buf_;
+  std::vector<int32_t> step_host_;  // the packed copy on the host, reused
   KVCache cache_;
   size_t step_memory_ = 0;
   std::map<int, Graph> graphs_;
