@@ -17,8 +17,8 @@ std::string gib(double b) {
 // 64-byte boundary. A function of the step's shape alone (T tokens, S sequences, the table's
 // element count), so a decode graph captured at batch B and every step replayed on it, which
 // has the same T = S = B and table stride, see the same addresses. One host-to-device copy per
-// step instead of six: each small copy cost ~4.6 us of GPU time (H200, Nsight-free op
-// profile: 6 x 4.64 us per batch-1 step, ~3% of a Qwen3-0.6B token).
+// step instead of six: each small copy cost ~4.6 us of GPU time (H200, NANOVLLM_PROFILE_OPS
+// on a batch-1 run: 6 x 4.64 us per step, ~3% of a Qwen3-0.6B token; one copy: 8.65 us).
 struct StepLayout {
   int64_t ids, pos, slots, cu, ctx, tables, end;
   StepLayout(int64_t T, int64_t S, int64_t table_elems) {
