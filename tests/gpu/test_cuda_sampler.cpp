@@ -37,17 +37,13 @@
 #include "kernels/cuda/gpu_sampler.h"
 #include "kernels/cuda/sampler.h"
 #include "runtime/cuda_check.h"
+#include "gpu_test_util.h"
 #include "runtime/cuda_device.h"
 #include "runtime/dtype.h"
 #include "runtime/error.h"
 
 namespace nanovllm {
 namespace {
-
-#define REQUIRE_GPU()                                               \
-  do {                                                              \
-    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device"; \
-  } while (0)
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 

@@ -1,0 +1,186 @@
+// Informational timings of the paged attention kernels at realistic sizes (printed, not
+// asserted; skipped under compute-sanitizer). scripts/device/*.sh collect the lines.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "attention_test_util.h"
+
+namespace nanovllm {
+namespace {
+
+using namespace attention_test;
+
+// ---- Timings (informational) ----
+
+// Fills a big device buffer with random bf16 by copying one random 8 MiB piece over it.
+void fill_random(uint16_t* dst, size_t n) {
+  const size_t piece = std::min<size_t>(n, size_t(4) << 20);
+  const Bf16Host h = random_bf16(piece, 1.f);
+  NANOVLLM_CUDA_CHECK(cudaMemcpy(dst, h.bits.data(), piece * 2, cudaMemcpyHostToDevice));
+  for (size_t done = piece; done < n; done += piece)
+    NANOVLLM_CUDA_CHECK(cudaMemcpy(dst + done, dst, std::min(piece, n - done) * 2, cudaMemcpyDeviceToDevice));
+}
+
+// Median time of `reps` launches, each between its own pair of events, after warm-up.
+template <typename F>
+double median_ms(cudaStream_t stream, int reps, F&& launch) {
+  for (int i = 0; i < 3; ++i) launch();
+  std::vector<cudaEvent_t> ev(2 * reps);
+  for (auto& e : ev) NANOVLLM_CUDA_CHECK(cudaEventCreate(&e));
+  for (int i = 0; i < reps; ++i) {
+    NANOVLLM_CUDA_CHECK(cudaEventRecord(ev[2 * i], stream));
+    launch();
+    NANOVLLM_CUDA_CHECK(cudaEventRecord(ev[2 * i + 1], stream));
+  }
+  NANOVLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
+  std::vector<float> ms(reps);
+  for (int i = 0; i < reps; ++i) NANOVLLM_CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[2 * i], ev[2 * i + 1]));
+  for (auto& e : ev) cudaEventDestroy(e);
+  std::sort(ms.begin(), ms.end());
+  return ms[reps / 2];
+}
+
+size_t count_nonfinite(DeviceBuf<uint16_t>& buf) {
+  const std::vector<uint16_t> h = buf.download();
+  return size_t(std::count_if(h.begin(), h.end(), [](uint16_t b) { return !std::isfinite(bf16_to_f32(b)); }));
+}
+
+// Decode with Qwen3-0.6B's heads (16 query / 8 KV, d = 128) and blocks of 256 (scattered):
+// `ctx` lists each sequence's context, `bound` is the max_context_len passed. Inputs that fit
+// in L2 would be timed from L2, so the launches rotate over enough disjoint copies of the
+// cache (other block ids) to stream at least 256 MB between two reads of the same bytes.
+void time_decode(Stream& stream, const std::vector<int>& ctx, int bound, const char* label) {
+  const int n = int(ctx.size()), nh = 16, nkv = 8, d = 128, bs = 256;
+  int64_t set_blocks = 0;
+  int width = 1;
+  for (int c : ctx) {
+    set_blocks += (c + bs - 1) / bs;
+    width = std::max(width, (c + bs - 1) / bs);
+  }
+  const int64_t set_bytes = 2 * set_blocks * bs * nkv * d * 2;
+  const int sets = int(std::min<int64_t>(16, std::max<int64_t>(1, ((int64_t(256) << 20) + set_bytes - 1) / set_bytes)));
+  const int64_t num_blocks = set_blocks * sets;
+  const int64_t cache = num_blocks * bs * nkv * d;
+  DeviceBuf<uint16_t> qkv(size_t(n) * (nh + 2 * nkv) * d), kc{size_t(cache)}, vc{size_t(cache)},
+      out(size_t(n) * nh * d);
+  fill_random(qkv.data(), size_t(n) * (nh + 2 * nkv) * d);
+  fill_random(kc.data(), size_t(cache));
+  fill_random(vc.data(), size_t(cache));
+  std::vector<int32_t> ids(num_blocks);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), rng());
+  std::vector<int32_t> tables_h(size_t(sets) * n * width, -1);
+  size_t next = 0;
+  for (int r = 0; r < sets; ++r)
+    for (int s = 0; s < n; ++s)
+      for (int i = 0; i < (ctx[s] + bs - 1) / bs; ++i) tables_h[(size_t(r) * n + s) * width + i] = ids[next++];
+  DeviceBuf<int32_t> tables(tables_h.size()), lens(n);
+  tables.upload(tables_h);
+  lens.upload(ctx);
+  const size_t ws_bytes = gpu::paged_attention_decode_workspace_bytes(n, nh, nkv, d, bound);
+  DeviceBuf<float> ws(ws_bytes / sizeof(float));
+  DeviceBuf<int32_t> counters(gpu::paged_attention_decode_counters(n, nh, nkv));
+  NANOVLLM_CUDA_CHECK(cudaMemset(counters.data(), 0, counters.bytes()));
+  const float scale = 1.f / std::sqrt(float(d));
+  // Two kernels (split, then combine), then one (combined in the split kernel: the engine's way).
+  for (bool one_kernel : {false, true}) {
+    int launches = 0;
+    const double ms = median_ms(stream, 50, [&] {
+      const int32_t* table = tables.data() + size_t(launches++ % sets) * n * width;
+      gpu::paged_attention_decode(qkv.data(), nh, nkv, d, scale, kc.data(), vc.data(), bs, num_blocks, n,
+                                  lens.data(), table, width, bound, out.data(), ws.data(), ws.bytes(), stream,
+                                  one_kernel ? counters.data() : nullptr);
+    });
+    EXPECT_EQ(count_nonfinite(out), 0u);
+    const double keys = std::accumulate(ctx.begin(), ctx.end(), 0.0);
+    const double bytes = 4.0 * keys * nkv * d + double(n) * nh * d * 2 * 2;  // K, V, q, out
+    const double flops = 4.0 * nh * keys * d;
+    std::printf("[ CudaAttention ] timing decode  %s, %d/%d heads, d=%d, bs=%d, %s: %.3f ms, %.0f GB/s, "
+                "%.2f TFLOP/s\n", label, nh, nkv, d, bs, one_kernel ? "one kernel" : "two kernels", ms,
+                bytes / ms / 1e6, flops / ms / 1e9);
+  }
+}
+
+TEST(CudaAttentionPerf, DecodeTiming) {
+  REQUIRE_GPU();
+  if (sanitizing()) GTEST_SKIP() << "no timings under compute-sanitizer";
+  Stream stream;
+  struct Case {
+    int n, ctx;
+  };
+  for (const Case& c : {Case{64, 4096}, Case{256, 1024}, Case{1, 4096}, Case{8, 2048}, Case{1, 512}}) {
+    const std::string label = std::to_string(c.n) + " seqs x " + std::to_string(c.ctx) + " ctx";
+    time_decode(stream, std::vector<int>(size_t(c.n), c.ctx), c.ctx, label.c_str());
+  }
+  // As in bench.py: 256 sequences of 100 to 2048 keys under a graph-sized bound of 4096.
+  std::vector<int> mixed(256);
+  std::uniform_int_distribution<int> len(100, 2048);
+  for (int& c : mixed) c = len(rng());
+  time_decode(stream, mixed, 4096, "256 seqs x 100-2048 ctx (bound 4096)");
+}
+
+// Prefill timing of n_seqs prompts of T tokens each (causal, whole prompts), blocks of bs
+// scattered over the pool. FLOPs count the visible (query, key) pairs: 4 d nh sum_rows keys.
+void time_prefill(int n_seqs, int T, int nh, int nkv, int d, int bs, const char* variant = "auto") {
+  Stream stream;
+  const int64_t tokens = int64_t(n_seqs) * T;
+  const int blocks_per_seq = (T + bs - 1) / bs;
+  const int64_t blocks = int64_t(n_seqs) * blocks_per_seq;
+  const int64_t cache = blocks * bs * nkv * d;
+  DeviceBuf<uint16_t> qkv(size_t(tokens) * (nh + 2 * nkv) * d), kc{size_t(cache)}, vc{size_t(cache)},
+      out(size_t(tokens) * nh * d);
+  fill_random(qkv.data(), size_t(tokens) * (nh + 2 * nkv) * d);
+  fill_random(kc.data(), size_t(cache));
+  fill_random(vc.data(), size_t(cache));
+  std::vector<int32_t> ids(blocks);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), rng());
+  std::vector<int32_t> cu_h(n_seqs + 1);
+  for (int s = 0; s <= n_seqs; ++s) cu_h[s] = s * T;
+  DeviceBuf<int32_t> tables(ids.size()), lens(n_seqs), cu(n_seqs + 1);
+  tables.upload(ids);
+  lens.upload(std::vector<int32_t>(n_seqs, T));
+  cu.upload(cu_h);
+  const float scale = 1.f / std::sqrt(float(d));
+  const double ms = median_ms(stream, 30, [&] {
+    gpu::paged_attention_prefill(qkv.data(), tokens, nh, nkv, d, scale, kc.data(), vc.data(), bs, blocks,
+                                 n_seqs, cu.data(), lens.data(), tables.data(), blocks_per_seq, out.data(),
+                                 stream);
+  });
+  EXPECT_EQ(count_nonfinite(out), 0u);
+  const double flops = 4.0 * nh * d * n_seqs * (double(T) * (T + 1) / 2);  // causal: visible pairs
+  const double bytes = double(tokens) * (nh + 2 * nkv) * d * 2 + double(tokens) * nh * d * 2;
+  std::printf("[ CudaAttention ] timing prefill %d x %d tokens causal, %d/%d heads, d=%d, bs=%d, %s: %.3f ms, "
+              "%.1f TFLOP/s, %.0f GB/s\n", n_seqs, T, nh, nkv, d, bs, variant, ms, flops / ms / 1e9,
+              bytes / ms / 1e6);
+}
+
+// Prefill: one 4096-token prompt and one of 1024, 16 query / 8 KV heads, and Qwen3-8B's shape
+// (8 prompts x 4096 tokens, 32 query / 8 KV heads); d = 128, blocks of 256.
+TEST(CudaAttentionPerf, PrefillTiming) {
+  REQUIRE_GPU();
+  if (sanitizing()) GTEST_SKIP() << "no timings under compute-sanitizer";
+  time_prefill(1, 4096, 16, 8, 128, 256);
+  time_prefill(1, 1024, 16, 8, 128, 256);
+  time_prefill(8, 4096, 32, 8, 128, 256);
+  // Each d = 128 variant forced (the lines above show the host's pick).
+  std::vector<const char*> variants = {"wide", "dual"};
+  if (gpu::paged_attention_prefill_uses_wgmma()) variants.push_back("wgmma");
+  for (const char* variant : variants) {
+    const ForcePrefillVariant force(variant);
+    time_prefill(1, 4096, 16, 8, 128, 256, variant);
+    time_prefill(1, 1024, 16, 8, 128, 256, variant);
+    time_prefill(8, 4096, 32, 8, 128, 256, variant);
+  }
+}
+
+}  // namespace
+}  // namespace nanovllm
