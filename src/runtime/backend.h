@@ -124,6 +124,18 @@ class Backend {
   // Samples one token per row of logits (R, V): bans, penalties, temperature, top-k, top-p,
   // min-p, then an exponential race with counter-based noise (runtime/sampling.h).
   virtual SamplerOutput sample(const Tensor& logits, const SamplingBatch& batch) = 0;
+  // The same in two halves, so that the engine can queue step n + 1 before step n's tokens
+  // reach the host: sample_async() queues the sampling (the batch is read before it returns),
+  // collect_sample() returns the oldest uncollected results, waiting for them. At most two may
+  // be outstanding (Error otherwise); a host backend samples at once and keeps the results.
+  virtual void sample_async(const Tensor& logits, const SamplingBatch& batch) = 0;
+  virtual SamplerOutput collect_sample() = 0;
+  // The latest sample_async()'s (or sample()'s) tokens, where the backend's ops can read them:
+  // int32, at least as many entries as that call's rows; valid until the next sampling call's
+  // work runs (stream order), at a fixed address on a device (a graph may read it).
+  virtual Tensor sampled_tokens() = 0;
+  // In place: ids[t] = tokens[rows[t]] where rows[t] >= 0. ids, rows (T,) int32.
+  virtual void fill_sampled_ids(Tensor& ids, const Tensor& rows, const Tensor& tokens) = 0;
 
   // ---- Steps, memory and graphs. The defaults are what the CPU needs: nothing. ----
   // Called once by the runner, before any step, with the engine's limits.

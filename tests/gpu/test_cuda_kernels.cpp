@@ -218,6 +218,37 @@ TEST(CudaKernels, Embedding) {
       }
 }
 
+// A step's pending input ids read from the previous sampling (async scheduling): every row
+// with rows[t] >= 0 takes tokens[rows[t]], the others keep their id; against the CPU rule.
+TEST(CudaKernels, FillSampledIds) {
+  REQUIRE_GPU();
+  Stream stream;
+  for (int64_t T : {1, 2, 7, 128, 129, 1000, 16384}) {
+    SCOPED_TRACE("T=" + std::to_string(T));
+    const int64_t R = std::max<int64_t>(1, T / 3);
+    std::vector<int32_t> ids(T), rows(T), tokens(R);
+    std::uniform_int_distribution<int32_t> id(0, 151935), row(-1, int32_t(R - 1));
+    for (auto& t : tokens) t = id(rng());
+    for (int64_t t = 0; t < T; ++t) {
+      ids[t] = id(rng());
+      rows[t] = row(rng());
+    }
+    std::vector<int32_t> want = ids;
+    for (int64_t t = 0; t < T; ++t)
+      if (rows[t] >= 0) want[t] = tokens[rows[t]];
+    DeviceBuf<int32_t> d_ids(T), d_rows(T), d_tokens(R);
+    d_ids.upload(ids);
+    d_rows.upload(rows);
+    d_tokens.upload(tokens);
+    gpu::fill_sampled_ids(d_ids.data(), d_rows.data(), d_tokens.data(), T, stream);
+    stream.sync();
+    EXPECT_EQ(d_ids.download(), want);
+    EXPECT_EQ(d_ids.bad_guards(), 0u);
+    EXPECT_EQ(d_rows.download(), rows) << "rows are read only";
+    EXPECT_EQ(d_tokens.download(), tokens) << "tokens are read only";
+  }
+}
+
 TEST(CudaKernels, RmsNorm) {
   REQUIRE_GPU();
   Stream stream;

@@ -794,6 +794,45 @@ TEST(CudaSampler, LauncherWritesEveryOutputAndIsCapturable) {
   NANOVLLM_CUDA_CHECK(cudaStreamDestroy(stream));
 }
 
+// Two launches outstanding (the engine queues step n + 1 before it collects step n): each
+// collect() returns its own launch's results, equal to a sample() of the same batch, the device
+// tokens are the latest launch's, and a third launch or a collect of nothing is an Error.
+TEST(CudaSampler, TwoLaunchesOutstandingCollectInOrder) {
+  REQUIRE_GPU();
+  cudaStream_t stream;
+  NANOVLLM_CUDA_CHECK(cudaStreamCreate(&stream));
+  const int64_t V = 32000;
+  for (int64_t R : {1, 7, 64}) {
+    SCOPED_TRACE("R=" + std::to_string(R));
+    const Logits L1 = random_logits(R, V), L2 = random_logits(R + 3, V);
+    const Batch B1 = random_batch(L1), B2 = random_batch(L2);
+    GpuSampler s(R + 3, V, B1.history_tokens() + B2.history_tokens(), 20, stream,
+                 B1.banned_tokens() + B2.banned_tokens());
+    const DeviceLogits d1(L1), d2(L2);
+    const SamplerOutput want1 = s.sample(d1.mem.get(), R, B1.b), want2 = s.sample(d2.mem.get(), R + 3, B2.b);
+    s.launch(d1.mem.get(), R, B1.b);
+    s.launch(d2.mem.get(), R + 3, B2.b);
+    try {
+      s.launch(d1.mem.get(), R, B1.b);
+      ADD_FAILURE() << "a third outstanding launch was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("third launch"), std::string::npos) << e.what();
+    }
+    const SamplerOutput got1 = s.collect(), got2 = s.collect();
+    EXPECT_EQ(got1.token, want1.token);
+    EXPECT_EQ(got1.logprob, want1.logprob);
+    EXPECT_EQ(got1.top, want1.top);
+    EXPECT_EQ(got2.token, want2.token);
+    EXPECT_EQ(got2.logprob, want2.logprob);
+    EXPECT_EQ(got2.top, want2.top);
+    std::vector<int32_t> on_device(static_cast<size_t>(R + 3));
+    NANOVLLM_CUDA_CHECK(cudaMemcpy(on_device.data(), s.device_tokens(), on_device.size() * 4, cudaMemcpyDeviceToHost));
+    EXPECT_EQ(on_device, want2.token) << "device_tokens() holds the latest launch's tokens";
+    EXPECT_THROW(s.collect(), Error);
+  }
+  NANOVLLM_CUDA_CHECK(cudaStreamDestroy(stream));
+}
+
 TEST(CudaSampler, BatchesBeyondCapacityAreErrors) {
   REQUIRE_GPU();
   const int64_t V = 1000;

@@ -58,6 +58,12 @@ class ForwardingBackend : public Backend {
   SamplerOutput sample(const Tensor& logits, const SamplingBatch& batch) override {
     return inner_->sample(logits, batch);
   }
+  void sample_async(const Tensor& logits, const SamplingBatch& batch) override { inner_->sample_async(logits, batch); }
+  SamplerOutput collect_sample() override { return inner_->collect_sample(); }
+  Tensor sampled_tokens() override { return inner_->sampled_tokens(); }
+  void fill_sampled_ids(Tensor& ids, const Tensor& rows, const Tensor& tokens) override {
+    inner_->fill_sampled_ids(ids, rows, tokens);
+  }
   void reserve(const StepLimits& limits) override { inner_->reserve(limits); }
   void begin_step(bool decode) override { inner_->begin_step(decode); }
   void end_step() override { inner_->end_step(); }

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <new>
 #include <vector>
 
@@ -206,6 +207,40 @@ class CpuBackend final : public Backend {
     return cpu::sample(logits.data_as<float>(), logits.dim(0), logits.dim(1), batch);
   }
 
+  // The host computes as it is called: the results wait here for collect_sample().
+  void sample_async(const Tensor& logits, const SamplingBatch& batch) override {
+    expect(uncollected_.size() < 2, "sample_async", "a third sampling call before the first was collected");
+    SamplerOutput out = sample(logits, batch);
+    const int64_t R = static_cast<int64_t>(out.token.size());
+    if (!sampled_.defined() || sampled_.numel() < R) sampled_ = empty({std::max<int64_t>(R, 64)}, DType::I32);
+    std::copy(out.token.begin(), out.token.end(), sampled_.data_as<int32_t>());
+    uncollected_.push_back(std::move(out));
+  }
+  SamplerOutput collect_sample() override {
+    expect(!uncollected_.empty(), "collect_sample", "no sampling call is outstanding");
+    SamplerOutput out = std::move(uncollected_.front());
+    uncollected_.pop_front();
+    return out;
+  }
+  Tensor sampled_tokens() override {
+    if (!sampled_.defined()) sampled_ = empty({64}, DType::I32);
+    return sampled_;
+  }
+  void fill_sampled_ids(Tensor& ids, const Tensor& rows, const Tensor& tokens) override {
+    expect_i32(ids, "fill_sampled_ids", "ids");
+    expect_i32(rows, "fill_sampled_ids", "rows");
+    expect_i32(tokens, "fill_sampled_ids", "tokens");
+    expect(rows.numel() == ids.numel(), "fill_sampled_ids", "ids and rows differ in length");
+    int32_t* id = ids.data_as<int32_t>();
+    const int32_t* row = rows.data_as<int32_t>();
+    const int32_t* tok = tokens.data_as<int32_t>();
+    for (int64_t t = 0; t < ids.numel(); ++t) {
+      if (row[t] < 0) continue;
+      expect(row[t] < tokens.numel(), "fill_sampled_ids", "row " + std::to_string(row[t]) + " has no sampled token");
+      id[t] = tok[row[t]];
+    }
+  }
+
   // Copy bandwidth: a memcpy of 256 MiB (larger than any CPU cache) split over all threads, read
   // plus write counted. Matmul: our own linear() on 1024 x 1024 x 1024. Best of three each,
   // after a warm-up run.
@@ -245,6 +280,10 @@ class CpuBackend final : public Backend {
                            best_of(3, [&] { cpu::linear(a.data(), w.data(), nullptr, out.data(), m, m, m); });
     return c;
   }
+
+ private:
+  std::deque<SamplerOutput> uncollected_;  // sample_async()'s results, oldest first
+  Tensor sampled_;                          // the latest sampling call's tokens
 };
 
 }  // namespace

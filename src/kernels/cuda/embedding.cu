@@ -37,7 +37,28 @@ __global__ void embedding_kernel(const int32_t* __restrict__ ids, const bf16* __
   for (int64_t i = threadIdx.x; i < nvec; i += blockDim.x) dst[i] = src[i];
 }
 
+// One thread per token: a step's input ids are at most max_num_batched_tokens.
+__global__ void fill_sampled_ids_kernel(int32_t* __restrict__ ids, const int32_t* __restrict__ rows,
+                                        const int32_t* __restrict__ tokens, int64_t T) {
+  detail::pdl_begin();
+  const int64_t t = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (t >= T) return;
+  const int32_t r = rows[t];
+  if (r >= 0) ids[t] = tokens[r];
+}
+
 }  // namespace
+
+void fill_sampled_ids(int32_t* ids, const int32_t* rows, const int32_t* tokens, int64_t T, cudaStream_t stream) {
+  using detail::require;
+  require(T >= 0 && T <= INT32_MAX, "fill_sampled_ids", "T must be in [0, 2^31), got " + std::to_string(T));
+  if (T == 0) return;
+  require(ids && rows && tokens, "fill_sampled_ids", "null pointer");
+  const int threads = 128;
+  const dim3 grid(static_cast<unsigned>((T + threads - 1) / threads));
+  detail::launch(fill_sampled_ids_kernel, grid, threads, 0, stream, ids, rows, tokens, T);
+  NANOVLLM_CUDA_CHECK_LAUNCH();
+}
 
 void embedding(const int32_t* ids, const void* table, void* out, int64_t T, int64_t V, int64_t H,
                cudaStream_t stream) {

@@ -1,8 +1,10 @@
 // GpuSampler: packing a SamplingBatch for kernels/cuda/sampler.h and unpacking its results.
 //
 // The batch travels as one block of bytes, laid out for the call's R (so a small batch copies
-// little): the per-row arrays, then the CSR offsets, then the token ids. The pinned buffers are
-// reused by every call: sample() synchronises before it returns, so the previous upload is done.
+// little): the per-row arrays, then the CSR offsets, then the token ids. The pinned buffers come
+// in two halves used in turn; a half is packed again only after its previous launch was
+// collected, i.e. after its upload and its result copy have completed. The device buffers are
+// single: the stream orders launch n + 1's upload and kernel after launch n's kernel and copy.
 #include "kernels/cuda/gpu_sampler.h"
 
 #include <algorithm>
@@ -105,8 +107,11 @@ GpuSampler::GpuSampler(int64_t max_rows, int64_t vocab, int64_t max_history_toke
   out_bytes_ = OutLayout(max_rows_, max_logprobs_).bytes;
   ws_bytes_ = gpu::sample_workspace_bytes(max_rows_, vocab_, max_hist_ + max_ban_);
   try {
-    NANOVLLM_CUDA_CHECK(cudaMallocHost(&host_in_, in_bytes_));
-    NANOVLLM_CUDA_CHECK(cudaMallocHost(&host_out_, out_bytes_));
+    for (int h = 0; h < 2; ++h) {
+      NANOVLLM_CUDA_CHECK(cudaMallocHost(&host_in_[h], in_bytes_));
+      NANOVLLM_CUDA_CHECK(cudaMallocHost(&host_out_[h], out_bytes_));
+      NANOVLLM_CUDA_CHECK(cudaEventCreateWithFlags(&out_ready_[h], cudaEventDisableTiming));
+    }
     NANOVLLM_CUDA_CHECK(cudaMalloc(&dev_in_, in_bytes_));
     NANOVLLM_CUDA_CHECK(cudaMalloc(&dev_out_, out_bytes_));
     NANOVLLM_CUDA_CHECK(cudaMalloc(&workspace_, ws_bytes_));
@@ -122,12 +127,56 @@ void GpuSampler::release() noexcept {
   if (workspace_) cudaFree(workspace_);
   if (dev_out_) cudaFree(dev_out_);
   if (dev_in_) cudaFree(dev_in_);
-  if (host_out_) cudaFreeHost(host_out_);
-  if (host_in_) cudaFreeHost(host_in_);
-  workspace_ = dev_out_ = dev_in_ = host_out_ = host_in_ = nullptr;
+  for (int h = 0; h < 2; ++h) {
+    if (out_ready_[h]) cudaEventDestroy(out_ready_[h]);
+    if (host_out_[h]) cudaFreeHost(host_out_[h]);
+    if (host_in_[h]) cudaFreeHost(host_in_[h]);
+    out_ready_[h] = nullptr;
+    host_out_[h] = host_in_[h] = nullptr;
+  }
+  workspace_ = dev_out_ = dev_in_ = nullptr;
 }
 
+const int32_t* GpuSampler::device_tokens() const { return at<int32_t>(dev_out_, OutLayout(max_rows_, 0).token); }
+
 SamplerOutput GpuSampler::sample(const void* logits, int64_t R, const SamplingBatch& b) {
+  require(num_outstanding_ == 0, "sample() while a launch() is not collected");
+  launch(logits, R, b);
+  return collect();
+}
+
+SamplerOutput GpuSampler::collect() {
+  require(num_outstanding_ > 0, "collect() without an outstanding launch()");
+  const Launched l = outstanding_[0];
+  outstanding_[0] = outstanding_[1];
+  --num_outstanding_;
+  const size_t n = static_cast<size_t>(l.R);
+  const int N = l.N;
+  SamplerOutput result;
+  result.token.resize(n);
+  result.logprob.resize(n);
+  if (N > 0) result.top.resize(n);
+  if (l.R == 0) return result;
+  NANOVLLM_CUDA_CHECK(cudaEventSynchronize(out_ready_[l.half]));
+  const void* host = host_out_[l.half];
+  const OutLayout O(l.R, N);
+  std::memcpy(result.token.data(), at<int32_t>(const_cast<void*>(host), O.token), 4 * n);
+  std::memcpy(result.logprob.data(), at<float>(const_cast<void*>(host), O.logprob), 4 * n);
+  if (N > 0) {
+    const size_t width = static_cast<size_t>(std::min<int64_t>(N, vocab_));
+    const int32_t* ids = at<int32_t>(const_cast<void*>(host), O.top_ids);
+    const float* lps = at<float>(const_cast<void*>(host), O.top_lp);
+    for (size_t r = 0; r < n; ++r) {
+      auto& top = result.top[r];
+      top.resize(width);
+      for (size_t j = 0; j < width; ++j) top[j] = {ids[r * N + j], lps[r * N + j]};
+    }
+  }
+  return result;
+}
+
+void GpuSampler::launch(const void* logits, int64_t R, const SamplingBatch& b) {
+  require(num_outstanding_ < 2, "a third launch() before the first was collected");
   require(R >= 0 && R <= max_rows_,
           "R = " + std::to_string(R) + " rows is more than the capacity max_rows = " + std::to_string(max_rows_));
   const size_t n = static_cast<size_t>(R);
@@ -140,11 +189,10 @@ SamplerOutput GpuSampler::sample(const void* logits, int64_t R, const SamplingBa
           "batch.max_logprobs = " + std::to_string(b.max_logprobs) + " is more than the capacity max_logprobs = " +
               std::to_string(max_logprobs_));
   const int N = b.max_logprobs;
-  SamplerOutput result;
-  result.token.resize(n);
-  result.logprob.resize(n);
-  if (N > 0) result.top.resize(n);
-  if (R == 0) return result;
+  if (R == 0) {
+    outstanding_[num_outstanding_++] = {half_, 0, N};
+    return;
+  }
   require(logits != nullptr, "logits is null");
 
   int64_t H = 0, B = 0;
@@ -161,9 +209,10 @@ SamplerOutput GpuSampler::sample(const void* logits, int64_t R, const SamplingBa
   require(B <= max_ban_, "the batch bans " + std::to_string(B) +
                              " ids, more than the capacity max_banned_tokens = " + std::to_string(max_ban_));
 
-  // Pack.
+  // Pack, into the half that the launch before the latest one used (collected by now).
+  const int half = half_ ^ 1;
   const InLayout L(R, H, B);
-  void* h = host_in_;
+  void* h = host_in_[half];
   std::memcpy(at<uint64_t>(h, L.seed), b.seed.data(), 8 * n);
   std::memcpy(at<uint64_t>(h, L.step), b.step.data(), 8 * n);
   std::memcpy(at<float>(h, L.temperature), b.temperature.data(), 4 * n);
@@ -197,7 +246,7 @@ SamplerOutput GpuSampler::sample(const void* logits, int64_t R, const SamplingBa
   ban_off[n] = bn;
 
   // Upload, sample, download.
-  NANOVLLM_CUDA_CHECK(cudaMemcpyAsync(dev_in_, host_in_, L.bytes, cudaMemcpyHostToDevice, stream_));
+  NANOVLLM_CUDA_CHECK(cudaMemcpyAsync(dev_in_, h, L.bytes, cudaMemcpyHostToDevice, stream_));
   void* d = dev_in_;
   gpu::SamplerParams p;
   p.temperature = at<float>(d, L.temperature);
@@ -223,22 +272,10 @@ SamplerOutput GpuSampler::sample(const void* logits, int64_t R, const SamplingBa
   }
   gpu::sample(logits, R, vocab_, p, history, at<int32_t>(d, L.num_prompt), banned, H + B, N, workspace_, ws_bytes_,
               out, stream_);
-  NANOVLLM_CUDA_CHECK(cudaMemcpyAsync(host_out_, dev_out_, O.bytes, cudaMemcpyDeviceToHost, stream_));
-  NANOVLLM_CUDA_CHECK(cudaStreamSynchronize(stream_));
-
-  std::memcpy(result.token.data(), at<int32_t>(host_out_, O.token), 4 * n);
-  std::memcpy(result.logprob.data(), at<float>(host_out_, O.logprob), 4 * n);
-  if (N > 0) {
-    const size_t width = static_cast<size_t>(std::min<int64_t>(N, vocab_));
-    const int32_t* ids = at<int32_t>(host_out_, O.top_ids);
-    const float* lps = at<float>(host_out_, O.top_lp);
-    for (size_t r = 0; r < n; ++r) {
-      auto& top = result.top[r];
-      top.resize(width);
-      for (size_t j = 0; j < width; ++j) top[j] = {ids[r * N + j], lps[r * N + j]};
-    }
-  }
-  return result;
+  NANOVLLM_CUDA_CHECK(cudaMemcpyAsync(host_out_[half], dev_out_, O.bytes, cudaMemcpyDeviceToHost, stream_));
+  NANOVLLM_CUDA_CHECK(cudaEventRecord(out_ready_[half], stream_));
+  half_ = half;
+  outstanding_[num_outstanding_++] = {half, R, N};
 }
 
 }  // namespace nanovllm

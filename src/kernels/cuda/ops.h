@@ -30,6 +30,11 @@ namespace nanovllm::gpu {
 void embedding(const int32_t* ids, const void* table, void* out, int64_t T, int64_t V, int64_t H,
                cudaStream_t stream);
 
+// ids[t] = tokens[rows[t]] where rows[t] >= 0 (else unchanged), t < T: a step's input ids that
+// the previous step sampled, read on the device (the engine queues a step before the host has
+// the tokens of the one before it). rows[t] must index a token the sampler wrote.
+void fill_sampled_ids(int32_t* ids, const int32_t* rows, const int32_t* tokens, int64_t T, cudaStream_t stream);
+
 // out (T, H) = x / sqrt(mean(x^2) + eps) * weight (H,), per row. out may alias x.
 void rms_norm(const void* x, const void* weight, float eps, void* out, int64_t T, int64_t H,
               cudaStream_t stream);

@@ -425,6 +425,11 @@ class CudaBackend final : public Backend {
   }
 
   SamplerOutput sample(const Tensor& logits, const SamplingBatch& batch) override {
+    sample_async(logits, batch);
+    return collect_sample();
+  }
+
+  void sample_async(const Tensor& logits, const SamplingBatch& batch) override {
     OpScope scope_(prof_.get(), "sample");
     expect_bf16(logits, "sample", "logits");
     expect(logits.rank() == 2 && static_cast<size_t>(logits.dim(0)) == batch.size() &&
@@ -438,7 +443,29 @@ class CudaBackend final : public Backend {
       l.max_model_len = std::max(l.max_model_len, 4096);
       make_sampler(l);
     }
-    return sampler_->sample(logits.data(), logits.dim(0), batch);
+    sampler_->launch(logits.data(), logits.dim(0), batch);
+  }
+
+  SamplerOutput collect_sample() override {
+    expect(sampler_ != nullptr, "collect_sample", "no sampling call is outstanding");
+    return sampler_->collect();
+  }
+
+  Tensor sampled_tokens() override {
+    expect(sampler_ != nullptr, "sampled_tokens", "the sampler is not set up (reserve() first)");
+    auto* p = const_cast<int32_t*>(sampler_->device_tokens());
+    // A view: the sampler owns the memory and keeps it for its lifetime.
+    return Tensor(DType::I32, {sampler_->max_rows()}, Device::CUDA, std::shared_ptr<void>(p, [](void*) {}), p);
+  }
+
+  void fill_sampled_ids(Tensor& ids, const Tensor& rows, const Tensor& tokens) override {
+    OpScope scope_(prof_.get(), "fill_sampled_ids");
+    expect_i32(ids, "fill_sampled_ids", "ids");
+    expect_i32(rows, "fill_sampled_ids", "rows");
+    expect_i32(tokens, "fill_sampled_ids", "tokens");
+    expect(rows.numel() == ids.numel(), "fill_sampled_ids", "ids and rows differ in length");
+    gpu::fill_sampled_ids(ids.data_as<int32_t>(), rows.data_as<int32_t>(), tokens.data_as<int32_t>(), ids.numel(),
+                          stream_);
   }
 
   void reserve(const StepLimits& limits) override {
