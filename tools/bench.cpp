@@ -37,6 +37,9 @@ void add_common(CLI::App* sub, BenchFlags& f) {
   sub->add_option("--num-kvcache-blocks", c.num_kvcache_blocks, "KV-cache blocks (-1: sized from memory)");
   sub->add_option("--cpu-kvcache-bytes", c.cpu_kvcache_bytes, "The CPU backend's KV-cache budget");
   sub->add_flag("--enforce-eager", c.enforce_eager, "No CUDA graphs");
+  sub->add_option("--async-scheduling", c.async_scheduling,
+                  "auto (on a GPU) / on / off: queue step n + 1 before step n's tokens reach the host")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
   sub->add_option("--bandwidth-gbs", f.opts.bandwidth_gbs, "Copy bandwidth for the roofline, GB/s read + write (default: measured)");
   sub->add_option("--matmul-tflops", f.opts.matmul_tflops, "Matmul rate for the roofline, TFLOP/s (default: measured)");
   sub->add_option("--json", f.json_path, "Also write the result as JSON to this file");

@@ -25,6 +25,13 @@ struct Config {
   // "auto": the weights in the model folder. "dummy": random weights for config.json alone (or a
   // built-in preset's config), as vLLM's load_format="dummy": for benchmarks, no weight files.
   std::string load_format = "auto";
+  // Asynchronous scheduling: the engine queues step n + 1 before step n's sampled tokens reach
+  // the host (they go into step n + 1's inputs on the device), so the host's scheduling and
+  // output handling run while the GPU computes. A sequence that stops on a sampled token (EOS,
+  // a stop id or string) has then been given one more step, whose token is dropped. "auto": on
+  // where the backend runs on a device (a host backend computes as it is called and gains
+  // nothing); "on"; "off": every step waits for its tokens.
+  std::string async_scheduling = "auto";
 
   // Throws nanovllm::Error naming the first invalid field.
   void validate() const;

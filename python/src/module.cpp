@@ -42,6 +42,7 @@ const std::map<std::string, Field>& config_fields() {
       {"cpu_kvcache_bytes", {Kind::Int, [](Config& c, py::handle v) { c.cpu_kvcache_bytes = v.cast<int64_t>(); }}},
       {"backend", {Kind::Str, [](Config& c, py::handle v) { c.backend = v.cast<std::string>(); }}},
       {"load_format", {Kind::Str, [](Config& c, py::handle v) { c.load_format = v.cast<std::string>(); }}},
+      {"async_scheduling", {Kind::Str, [](Config& c, py::handle v) { c.async_scheduling = v.cast<std::string>(); }}},
   };
   return fields;
 }
@@ -211,6 +212,7 @@ class PyLLM {
     d["cpu_kvcache_bytes"] = c.cpu_kvcache_bytes;
     d["backend"] = c.backend;
     d["load_format"] = c.load_format;
+    d["async_scheduling"] = c.async_scheduling;
     return d;
   }
 

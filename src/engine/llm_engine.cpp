@@ -10,11 +10,14 @@
 namespace nanovllm {
 
 LLMEngine::LLMEngine(Config config, const ParamRegistry::Progress& load_progress)
+    : LLMEngine(std::move(config), nullptr, load_progress) {}
+
+LLMEngine::LLMEngine(Config config, std::unique_ptr<Backend> backend, const ParamRegistry::Progress& load_progress)
     : config_(std::move(config)), seed_rng_(std::random_device{}()) {
   config_.validate();
   if (!(config_.load_format == "dummy" && is_model_preset(config_.model)))  // a preset has no folder
     config_.model = resolve_model_path(config_.model).string();  // a folder, or a hub id in the cache
-  backend_ = make_backend(config_.backend);
+  backend_ = backend ? std::move(backend) : make_backend(config_.backend);
   model_ = config_.load_format == "dummy" ? load_dummy_model(config_.model, *backend_)
                                           : load_model(config_.model, *backend_, load_progress);
   const ModelConfig& mc = model_->config();
@@ -34,6 +37,7 @@ LLMEngine::LLMEngine(Config config, const ParamRegistry::Progress& load_progress
   blocks_ = std::make_unique<BlockManager>(runner_->num_blocks(), config_.kvcache_block_size,
                                            config_.enable_prefix_caching);
   scheduler_ = std::make_unique<Scheduler>(config_, *blocks_);
+  async_ = runner_->async_scheduling();
 }
 
 LLMEngine::~LLMEngine() = default;
@@ -170,34 +174,70 @@ std::vector<RequestOutput> LLMEngine::step(std::vector<RequestDelta>& deltas) {
   return run_step(&deltas);
 }
 
+// One step. Synchronous: schedule, launch, collect. Asynchronous (docs/engine.md): schedule
+// step n + 1 while step n's tokens are still on the device (its sequences' last tokens are
+// placeholders that the runner fills on the device), launch it, then collect step n, so that
+// the host's work for step n runs while the GPU computes step n + 1.
 std::vector<RequestOutput> LLMEngine::run_step(std::vector<RequestDelta>* deltas) {
   const auto step_start = std::chrono::steady_clock::now();
   std::vector<RequestOutput> done = std::move(aborted_);
   aborted_.clear();
   if (deltas) *deltas = std::move(aborted_deltas_);
   aborted_deltas_.clear();
+  if (inflight_ && inflight_needs_host_tokens()) collect_inflight(done, deltas);
   const SchedulerOutput out = scheduler_->schedule();
   stats_.preemptions += static_cast<uint64_t>(out.num_preempted);
   if (out.empty()) {
+    if (inflight_) {  // its sequences may be all that is left (or wait for its tokens)
+      collect_inflight(done, deltas);
+      return done;
+    }
     if (scheduler_->has_unfinished())
       throw Error("scheduler: requests are waiting but none can be scheduled (the KV cache is too small)");
     return done;
   }
-  StepInfo info;  // for the step observer
+  InFlight launched{out, {}, step_start};
   if (step_observer_)
     for (const auto& s : out.scheduled)
-      info.seqs.push_back({s.num_tokens, s.seq->num_computed_tokens + s.num_tokens, s.samples});
-  const SamplerOutput sampled = runner_->run(out, sampling_batch(out));
-  scheduler_->update_computed(out);
+      launched.info.seqs.push_back({s.num_tokens, s.seq->num_computed_tokens + s.num_tokens, s.samples});
+  runner_->launch(out, sampling_batch(out));
   ++stats_.steps;
-  size_t row = 0;
+  if (inflight_) collect_inflight(done, deltas);  // the step before, while this one runs
+  scheduler_->update_computed(out);               // skips the sequences that collection finished
+  int row = 0;
   for (const auto& s : out.scheduled) {
     if (!s.samples) continue;
+    const int r = row++;
     Sequence& seq = *s.seq;
-    const int32_t token = sampled.token[row];
-    const bool stop = append_token(seq, token, sampled.logprob[row],
-                                   sampled.top.empty() ? nullptr : &sampled.top[row]);
-    ++row;
+    if (seq.is_finished()) continue;  // stopped by its previous token: this one is dropped
+    seq.tokens.push_back(Sequence::kPendingToken);
+    seq.pending = true;
+    seq.pending_row = r;
+  }
+  inflight_ = std::move(launched);
+  if (!async_) collect_inflight(done, deltas);
+  return done;
+}
+
+void LLMEngine::collect_inflight(std::vector<RequestOutput>& done, std::vector<RequestDelta>* deltas) {
+  InFlight f = std::move(*inflight_);
+  inflight_.reset();
+  const size_t retired_before = retired_.size();
+  const SamplerOutput sampled = runner_->collect();
+  int row = 0;
+  for (const auto& s : f.out.scheduled) {
+    if (!s.samples) continue;
+    const int r = row++;
+    Sequence& seq = *s.seq;
+    if (seq.is_finished()) continue;  // aborted, or stopped by the token before: dropped
+    if (!seq.pending || seq.pending_row != r)
+      throw Error("engine: sequence " + std::to_string(seq.id) + " lost track of its pending token");
+    seq.tokens.pop_back();
+    seq.pending = false;
+    seq.pending_row = -1;
+    const int32_t token = sampled.token[static_cast<size_t>(r)];
+    const bool stop = append_token(seq, token, sampled.logprob[static_cast<size_t>(r)],
+                                   sampled.top.empty() ? nullptr : &sampled.top[static_cast<size_t>(r)]);
     if (!stop) {
       if (deltas) deltas->push_back(delta_of(seq, {token}, false));
       continue;
@@ -208,25 +248,52 @@ std::vector<RequestOutput> LLMEngine::run_step(std::vector<RequestDelta>* deltas
     stats_.cached_prompt_tokens += static_cast<uint64_t>(seq.num_cached_tokens);
     done.push_back(output_of(seq));
     streams_.erase(seq.id);
-    seqs_.erase(seq.id);
+    retire(seq.id);
   }
+  // Those retired before this collection are named by no launched step any more: a step is
+  // planned after every retirement that precedes it, and finished sequences are not scheduled.
+  retired_.erase(retired_.begin(), retired_.begin() + static_cast<std::ptrdiff_t>(retired_before));
   if (step_observer_) {
-    info.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
-    step_observer_(info);
+    // Steps overlap: each is charged from its start or the previous collection, whichever is
+    // later, so that the steps' times add up to the wall time.
+    const auto now = std::chrono::steady_clock::now();
+    f.info.seconds = std::chrono::duration<double>(now - std::max(f.started, last_collected_)).count();
+    last_collected_ = now;
+    step_observer_(f.info);
   }
-  return done;
+}
+
+bool LLMEngine::inflight_needs_host_tokens() const {
+  for (const auto& s : inflight_->out.scheduled) {
+    const SamplingParams& p = s.seq->params;
+    if (s.samples && !s.seq->is_finished() &&
+        (p.repetition_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0))
+      return true;
+  }
+  return false;
+}
+
+void LLMEngine::retire(int64_t id) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return;
+  retired_.push_back(std::move(it->second));
+  seqs_.erase(it);
 }
 
 void LLMEngine::abort(int64_t id) {
   auto it = seqs_.find(id);
   if (it == seqs_.end()) return;
   Sequence& seq = *it->second;
+  if (seq.pending) {  // its token is still on the device: dropped with the request
+    seq.tokens.pop_back();
+    seq.pending = false;
+  }
   scheduler_->finish(&seq);
   seq.finish_reason = "abort";
   aborted_.push_back(output_of(seq));
   aborted_deltas_.push_back(delta_of(seq, {}, true));
   streams_.erase(id);
-  seqs_.erase(it);
+  retire(id);  // a launched step may still name it
 }
 
 RequestDelta LLMEngine::delta_of(Sequence& seq, std::vector<int32_t> new_tokens, bool finished) const {
@@ -265,7 +332,9 @@ std::string LLMEngine::apply_chat_template(const nlohmann::ordered_json& message
   return chat_template_->render(messages, opts, tools);
 }
 
-bool LLMEngine::has_unfinished() const { return scheduler_->has_unfinished() || !aborted_.empty(); }
+bool LLMEngine::has_unfinished() const {
+  return scheduler_->has_unfinished() || !aborted_.empty() || inflight_.has_value();
+}
 
 EngineStats LLMEngine::stats() const {
   EngineStats s = stats_;

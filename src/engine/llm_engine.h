@@ -5,8 +5,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -45,12 +47,17 @@ class LLMEngine {
  public:
   // `load_progress` (optional) follows the weight loading: (bytes done, bytes in all).
   explicit LLMEngine(Config config, const ParamRegistry::Progress& load_progress = {});
+  // The same on a backend the caller made (a custom or an instrumented one): config.backend is
+  // not used.
+  LLMEngine(Config config, std::unique_ptr<Backend> backend, const ParamRegistry::Progress& load_progress = {});
   ~LLMEngine();
 
   // Validates the request (Error naming the problem if it cannot run) and queues it.
   int64_t add_request(std::vector<int32_t> prompt, const SamplingParams& params);
   int64_t add_request(const std::string& prompt, const SamplingParams& params);
-  // Runs one scheduled step; returns the requests that finished in it (and aborted ones).
+  // Runs one scheduled step; returns the requests that finished in it (and aborted ones). With
+  // asynchronous scheduling (Config::async_scheduling) a step queues the next forward pass and
+  // then handles the tokens of the one before it: what it returns is one step behind.
   std::vector<RequestOutput> step();
   // The same, and fills `deltas` (cleared first) with what the step added to each request that
   // sampled in it, and with each request it reports finished (aborted ones too): streaming.
@@ -91,6 +98,15 @@ class LLMEngine {
                     const std::vector<std::pair<int32_t, float>>* top);
   RequestOutput output_of(const Sequence& seq) const;
   std::vector<RequestOutput> run_step(std::vector<RequestDelta>* deltas);
+  // Waits for the launched step's tokens and hands them to their sequences: appends, stops,
+  // finishes (returning outputs and deltas), reports the step to the observer.
+  void collect_inflight(std::vector<RequestOutput>& done, std::vector<RequestDelta>* deltas);
+  // Whether a sequence of the launched step samples with a penalty, which reads its token
+  // history on the host: its pending token must arrive before the next step is planned.
+  bool inflight_needs_host_tokens() const;
+  // Moves a finished sequence out of the live table; it stays allocated while a launched step
+  // may still name it (collect_inflight frees it).
+  void retire(int64_t id);
   // The tokens and the not yet reported text of a request, advancing seq.text_emitted.
   RequestDelta delta_of(Sequence& seq, std::vector<int32_t> new_tokens, bool finished) const;
 
@@ -105,6 +121,16 @@ class LLMEngine {
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<ModelRunner> runner_;
   std::map<int64_t, std::unique_ptr<Sequence>> seqs_;
+  // Async scheduling: the step launched and not yet collected (at most one).
+  struct InFlight {
+    SchedulerOutput out;
+    StepInfo info;
+    std::chrono::steady_clock::time_point started;
+  };
+  std::optional<InFlight> inflight_;
+  bool async_ = false;
+  std::chrono::steady_clock::time_point last_collected_{};
+  std::vector<std::unique_ptr<Sequence>> retired_;  // finished, possibly named by inflight_
   std::map<int64_t, std::unique_ptr<TextStream>> streams_;
   std::vector<RequestOutput> aborted_;
   std::vector<RequestDelta> aborted_deltas_;

@@ -20,7 +20,7 @@ std::string gib(double b) {
 // step instead of six: each small copy cost ~4.6 us of GPU time (H200, NANOVLLM_PROFILE_OPS
 // on a batch-1 run: 6 x 4.64 us per step, ~3% of a Qwen3-0.6B token; one copy: 8.65 us).
 struct StepLayout {
-  int64_t ids, pos, slots, cu, ctx, tables, end;
+  int64_t ids, pos, slots, cu, ctx, tables, sampled_row, end;
   StepLayout(int64_t T, int64_t S, int64_t table_elems) {
     int64_t at = 0;
     auto field = [&](int64_t n) {
@@ -34,6 +34,7 @@ struct StepLayout {
     cu = field(S + 1);
     ctx = field(S);
     tables = field(table_elems);
+    sampled_row = field(T);
     end = at;
   }
 };
@@ -52,6 +53,7 @@ ModelRunner::ModelRunner(CausalLM& model, Backend& backend, const Config& config
   max_tokens_ = std::max(config.max_num_batched_tokens, config.max_num_seqs);
   max_blocks_per_seq_ = (config.max_model_len + bs - 1) / bs;
   pad_decodes_ = backend.device() != Device::CPU;
+  async_ = config.async_scheduling == "on" || (config.async_scheduling == "auto" && backend.device() != Device::CPU);
   if (pad_decodes_) {  // Nano-vLLM's ladder: 1, 2, 4, 8, then every 16 up to 512
     const int most = std::min(max_seqs_, 512);
     for (int b : {1, 2, 4, 8})
@@ -118,6 +120,7 @@ int ModelRunner::size_cache_from_memory() {
         b.ids.push_back(0);
         b.positions.push_back(i);
         b.slots.push_back(-1);
+        b.sampled_row.push_back(-1);
       }
       b.cu.push_back(b.cu.back() + len);
       b.ctx.push_back(len);
@@ -128,16 +131,16 @@ int ModelRunner::size_cache_from_memory() {
     b.tables.assign(size_t(nseq) * max_blocks_per_seq_, -1);
     backend_.begin_step();
     AttentionMetadata meta;
-    Tensor ids = upload(b, meta, false);
-    logits_of(ids, meta, b, cache_);
+    const StepInputs in = upload(b, meta, false);
+    logits_of(in, false, meta, b, cache_);
     backend_.end_step();
   }
   if (!graph_sizes_.empty()) {  // the largest decode step, with the decode kernel's workspace
     HostBatch b = padding_batch(graph_sizes_.back(), max_blocks_per_seq_);
     backend_.begin_step(true);
     AttentionMetadata meta;
-    Tensor ids = upload(b, meta, true);
-    logits_of(ids, meta, b, cache_);
+    const StepInputs in = upload(b, meta, true);
+    logits_of(in, async_, meta, b, cache_);
     backend_.end_step();
   }
   const size_t peak = backend_.end_profile();
@@ -174,6 +177,7 @@ ModelRunner::HostBatch ModelRunner::padding_batch(int rows, int table_stride) {
     b.ids.push_back(0);
     b.positions.push_back(0);
     b.slots.push_back(-1);  // no K/V write
+    b.sampled_row.push_back(-1);
     b.cu.push_back(i + 1);
     b.ctx.push_back(0);     // sees no key: its output is zeros, and nothing is read
     b.sample_rows.push_back(i);
@@ -196,7 +200,14 @@ ModelRunner::HostBatch ModelRunner::build(const SchedulerOutput& step, int pad_t
     const Sequence& seq = *step.scheduled[i].seq;
     const int begin = seq.num_computed_tokens, end = begin + step.scheduled[i].num_tokens;
     for (int p = begin; p < end; ++p) {
-      b.ids.push_back(seq.tokens[p]);
+      // A pending token (async scheduling) is read on the device from the previous sampling.
+      const bool pending = seq.pending && p == seq.num_tokens() - 1;
+      if (!pending && seq.tokens[p] < 0)
+        throw Error("ModelRunner: sequence " + std::to_string(seq.id) + " has no token at position " +
+                    std::to_string(p) + " (an unresolved placeholder)");
+      b.ids.push_back(pending ? 0 : seq.tokens[p]);
+      b.sampled_row.push_back(pending ? seq.pending_row : -1);
+      b.any_sampled_row = b.any_sampled_row || pending;
       b.positions.push_back(p);
       b.slots.push_back(seq.block_table[p / bs] * bs + p % bs);
     }
@@ -209,6 +220,7 @@ ModelRunner::HostBatch ModelRunner::build(const SchedulerOutput& step, int pad_t
   }
   for (int i = n; i < pad_to; ++i) {
     b.ids.push_back(0);
+    b.sampled_row.push_back(-1);
     b.positions.push_back(0);
     b.slots.push_back(-1);
     b.cu.push_back(b.cu.back() + 1);
@@ -218,7 +230,7 @@ ModelRunner::HostBatch ModelRunner::build(const SchedulerOutput& step, int pad_t
   return b;
 }
 
-Tensor ModelRunner::upload(const HostBatch& b, AttentionMetadata& meta, bool decode_graph_shape) {
+ModelRunner::StepInputs ModelRunner::upload(const HostBatch& b, AttentionMetadata& meta, bool decode_graph_shape) {
   const int64_t T = static_cast<int64_t>(b.ids.size());
   if (T > max_tokens_ || b.num_seqs > std::max(max_seqs_, graph_sizes_.empty() ? 0 : graph_sizes_.back()))
     throw Error("ModelRunner: a step of " + std::to_string(T) + " tokens and " + std::to_string(b.num_seqs) +
@@ -244,14 +256,17 @@ Tensor ModelRunner::upload(const HostBatch& b, AttentionMetadata& meta, bool dec
   meta.cu_seqlens_q = put(at.cu, b.cu, {S + 1});
   meta.context_lens = put(at.ctx, b.ctx, {S});
   meta.block_tables = put(at.tables, b.tables, {S, static_cast<int64_t>(b.table_stride)});
-  Tensor ids = put(at.ids, b.ids, {T});
+  StepInputs in{put(at.ids, b.ids, {T}), put(at.sampled_row, b.sampled_row, {T})};
   Tensor all = step_buf_.rows(0, at.end);
   backend_.copy_from_host(all, step_host_.data(), step_host_.size() * sizeof(int32_t));
-  return ids;
+  return in;
 }
 
 // Hidden states, then logits for the sampling rows only (every row, in a decode batch).
-Tensor ModelRunner::logits_of(const Tensor& ids, const AttentionMetadata& meta, const HostBatch& b, KVCache& cache) {
+Tensor ModelRunner::logits_of(const StepInputs& in, bool fill_pending, const AttentionMetadata& meta,
+                             const HostBatch& b, KVCache& cache) {
+  Tensor ids = in.ids;
+  if (fill_pending) backend_.fill_sampled_ids(ids, in.sampled_row, backend_.sampled_tokens());
   Tensor hidden = model_.forward(ids, meta, cache);
   const int64_t R = static_cast<int64_t>(b.sample_rows.size());
   if (R == hidden.dim(0)) return model_.compute_logits(hidden);
@@ -268,12 +283,13 @@ void ModelRunner::capture_graphs() {
     const HostBatch b = padding_batch(B, max_blocks_per_seq_);
     AttentionMetadata meta;
     backend_.begin_step(true);
-    Tensor ids = upload(b, meta, true);
-    logits_of(ids, meta, b, cache_);  // warm-up: every GEMM plan and lazy setup happens here
+    const StepInputs in = upload(b, meta, true);
+    logits_of(in, async_, meta, b, cache_);  // warm-up: every GEMM plan and lazy setup happens here
     backend_.end_step();
     backend_.begin_step(true);
     Tensor logits;
-    std::unique_ptr<StepGraph> g = backend_.capture([&] { logits = logits_of(ids, meta, b, cache_); });
+    // With async scheduling, every replay first reads its pending ids from the sampler's output.
+    std::unique_ptr<StepGraph> g = backend_.capture([&] { logits = logits_of(in, async_, meta, b, cache_); });
     backend_.end_step();
     if (!g) {  // the backend has no graphs
       graphs_.clear();
@@ -285,6 +301,12 @@ void ModelRunner::capture_graphs() {
 }
 
 SamplerOutput ModelRunner::run(const SchedulerOutput& step, const SamplingBatch& batch) {
+  launch(step, batch);
+  return collect();
+}
+
+void ModelRunner::launch(const SchedulerOutput& step, const SamplingBatch& batch) {
+  if (uncollected_.size() >= 2) throw Error("ModelRunner: a third step launched before the first was collected");
   const int n = static_cast<int>(step.scheduled.size());
   bool decode = pad_decodes_ && n > 0;
   for (const auto& s : step.scheduled) decode = decode && s.num_tokens == 1 && s.samples;
@@ -301,18 +323,29 @@ SamplerOutput ModelRunner::run(const SchedulerOutput& step, const SamplingBatch&
     ~EndStep() { b.end_step(); }
   } end_step{backend_};
   AttentionMetadata meta;
-  Tensor ids = upload(b, meta, pad_to > 0);
+  const StepInputs in = upload(b, meta, pad_to > 0);
   Tensor logits;
   auto g = pad_to ? graphs_.find(pad_to) : graphs_.end();
   if (g != graphs_.end()) {
-    g->second.graph->replay();
+    g->second.graph->replay();  // fills the pending ids itself when async_
     logits = g->second.logits;
   } else {
-    logits = logits_of(ids, meta, b, cache_);
+    logits = logits_of(in, b.any_sampled_row, meta, b, cache_);
   }
-  if (batch.size() == 0) return {};
+  if (batch.size() == 0) {
+    uncollected_.push_back(false);
+    return;
+  }
   if (logits.dim(0) != static_cast<int64_t>(batch.size())) logits = logits.rows(0, static_cast<int64_t>(batch.size()));
-  return backend_.sample(logits, batch);
+  backend_.sample_async(logits, batch);
+  uncollected_.push_back(true);
+}
+
+SamplerOutput ModelRunner::collect() {
+  if (uncollected_.empty()) throw Error("ModelRunner: collect() without a launched step");
+  const bool sampled = uncollected_.front();
+  uncollected_.pop_front();
+  return sampled ? backend_.collect_sample() : SamplerOutput{};
 }
 
 }  // namespace nanovllm

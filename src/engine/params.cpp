@@ -55,6 +55,8 @@ void Config::validate() const {
     invalid(o, "backend", "\"" + backend + "\"", "must be \"auto\", \"cpu\" or \"cuda\"");
   if (load_format != "auto" && load_format != "dummy")
     invalid(o, "load_format", "\"" + load_format + "\"", "must be \"auto\" or \"dummy\"");
+  if (async_scheduling != "auto" && async_scheduling != "on" && async_scheduling != "off")
+    invalid(o, "async_scheduling", "\"" + async_scheduling + "\"", "must be \"auto\", \"on\" or \"off\"");
 }
 
 }  // namespace nanovllm

@@ -7,7 +7,7 @@
 namespace nanovllm {
 
 Scheduler::Scheduler(const Config& c, BlockManager& blocks)
-    : max_num_seqs_(c.max_num_seqs), max_batched_tokens_(c.max_num_batched_tokens),
+    : max_num_seqs_(c.max_num_seqs), max_batched_tokens_(c.max_num_batched_tokens), max_model_len_(c.max_model_len),
       chunked_prefill_(c.enable_chunked_prefill), blocks_(blocks) {}
 
 void Scheduler::add(Sequence* seq) {
@@ -29,6 +29,10 @@ SchedulerOutput Scheduler::schedule() {
   // 1. Running sequences, oldest first.
   for (size_t i = 0; i < running_.size() && budget > 0;) {
     Sequence* seq = running_[i];
+    if (seq->pending && stops_by_length(*seq)) {  // its pending token is its last: no step for it
+      ++i;
+      continue;
+    }
     int n = std::min(seq->num_uncomputed(), budget);
     if (!chunked_prefill_ && n < seq->num_uncomputed()) break;  // an unchunked prefill must fit whole
     bool self_preempted = false;
@@ -71,9 +75,14 @@ SchedulerOutput Scheduler::schedule() {
 
 void Scheduler::update_computed(const SchedulerOutput& out) {
   for (const auto& s : out.scheduled) {
+    if (s.seq->is_finished()) continue;  // stopped (async scheduling) while the step ran
     s.seq->num_computed_tokens += s.num_tokens;
     blocks_.commit(*s.seq);
   }
+}
+
+bool Scheduler::stops_by_length(const Sequence& seq) const {
+  return seq.num_output_tokens() >= seq.params.max_tokens || seq.num_tokens() >= max_model_len_;
 }
 
 void Scheduler::finish(Sequence* seq) {

@@ -6,7 +6,9 @@
 //      blocks are freed and it goes back to the front of the queue, to be recomputed;
 //   2. then, if nothing was preempted, waiting sequences in arrival order, while their blocks
 //      can be had; the first one that cannot be admitted stops admission (no overtaking).
-// Prefill chunks and decodes mix in one step.
+// Prefill chunks and decodes mix in one step. With async scheduling a running sequence may end
+// in a pending token (Sequence::pending): it decodes that token like any other, unless the
+// token will stop it by length anyway.
 #pragma once
 
 #include <deque>
@@ -39,9 +41,10 @@ class Scheduler {
   size_t num_waiting() const { return waiting_.size(); }
   size_t num_running() const { return running_.size(); }
   SchedulerOutput schedule();
-  // After the model ran the step: advances computed tokens and publishes full blocks to the
-  // prefix cache. Sampled tokens are appended by the engine, which then calls finish() for
-  // sequences that stop.
+  // After the model ran (or, async, was queued for) the step: advances computed tokens and
+  // publishes full blocks to the prefix cache (their tokens are known: a pending token is the
+  // step's last, past them). Skips sequences finished meanwhile. Sampled tokens are appended by
+  // the engine, which then calls finish() for sequences that stop.
   void update_computed(const SchedulerOutput& out);
   // Removes a running or waiting sequence and returns its blocks.
   void finish(Sequence* seq);
@@ -51,7 +54,11 @@ class Scheduler {
  private:
   void preempt(Sequence* seq);
 
-  int max_num_seqs_, max_batched_tokens_;
+  // Whether the sequence's tokens so far (a pending one included) reach max_tokens or
+  // max_model_len: the engine stops it there whatever that token is.
+  bool stops_by_length(const Sequence& seq) const;
+
+  int max_num_seqs_, max_batched_tokens_, max_model_len_;
   bool chunked_prefill_;
   BlockManager& blocks_;
   std::deque<Sequence*> waiting_;

@@ -27,6 +27,12 @@ struct Sequence {
   uint64_t rng_seed = 0;            // the request's seed (given, or drawn at admission)
   int64_t arrival = 0;              // admission order: FCFS, and "newest" for preemption
   int num_preemptions = 0;
+  // Asynchronous scheduling (docs/engine.md): the last token was sampled by a step whose results
+  // the host has not collected yet. tokens.back() is then a placeholder (kPendingToken) and the
+  // value sits on the device, in row `pending_row` of that step's sampler output.
+  bool pending = false;
+  int pending_row = -1;
+  static constexpr int32_t kPendingToken = -1;
 
   // Output state.
   std::vector<TokenLogprobs> logprobs;
@@ -40,6 +46,8 @@ struct Sequence {
   // Tokens still to run through the model before the next sample.
   int num_uncomputed() const { return num_tokens() - num_computed_tokens; }
   int32_t last_token() const { return tokens.back(); }
+  // The output tokens the host knows (a pending placeholder is not one).
+  int num_known_tokens() const { return num_tokens() - (pending ? 1 : 0); }
 };
 
 }  // namespace nanovllm

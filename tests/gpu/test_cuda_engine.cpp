@@ -716,5 +716,77 @@ TEST(CudaEngine, GreedyAgainstTransformersGenerate) {
   }
 }
 
+// Asynchronous scheduling (step n + 1 queued before step n's tokens reach the host, its
+// pending ids filled on the device by the graphs) gives the synchronous engine's outputs:
+// greedy and seeded sampling, logprobs and penalties (which make the engine collect first),
+// with CUDA graphs and eager. Batched, the requests stop by length only, so both engines run
+// the same schedule (a request that stops on a sampled token gets one more step when async,
+// which can move the others to another ladder size and GEMM plan: docs/engine.md, "Batch
+// invariance"); stops on sampled tokens, whose extra step is dropped, run one request at a time.
+//
+// Both engines take cuBLASLt's heuristic GEMM picks (NANOVLLM_GEMM_AUTOTUNE=0): the autotuner
+// times candidates per engine, and two engines may pick products with different summation
+// orders for the same shape (seen: equal tokens, logprobs 1e-3 apart, in 5 of ~200 positions).
+TEST(CudaEngine, AsyncSchedulingGivesTheSynchronousOutputs) {
+  REQUIRE_GPU();
+  struct UntunedGemms {
+    UntunedGemms() { setenv("NANOVLLM_GEMM_AUTOTUNE", "0", 1); }
+    ~UntunedGemms() { unsetenv("NANOVLLM_GEMM_AUTOTUNE"); }
+  } untuned;
+  std::vector<std::string> models = {(kFixtures / "models" / "qwen3-untied-bf16-g2-d128-sharded").string()};
+  for (const std::string& d : real_models()) models.push_back(d);
+  for (const std::string& model : models) {
+    const int64_t vocab = model.find("fixtures") != std::string::npos ? 512 : 151936;
+    const auto prompts = invariance_prompts(vocab, 16);
+    for (bool one_at_a_time : {false, true}) {
+      std::vector<SamplingParams> params;
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        SamplingParams p;
+        p.max_tokens = 8 + static_cast<int>(i % 13);
+        p.temperature = i % 3 == 0 ? 0.0 : 0.8;
+        p.top_p = i % 4 == 1 ? 0.9 : 1.0;
+        p.seed = 77 + i;
+        p.logprobs = static_cast<int>(i % 3);
+        p.ignore_eos = true;
+        if (one_at_a_time && i % 2 == 0)  // many stop ids: these stop on a sampled token
+          for (int k = 0; k < 64; ++k)
+            p.stop_token_ids.push_back(static_cast<int32_t>((i * 131 + k * (vocab / 64)) % vocab));
+        if (i % 5 == 3) p.repetition_penalty = 1.2;
+        params.push_back(p);
+      }
+      for (bool eager : {false, true}) {
+        std::vector<RequestOutput> outs[2];
+        for (int async = 0; async < 2; ++async) {
+          Config c = cuda_config(eager, true);
+          c.async_scheduling = async ? "on" : "off";
+          if (one_at_a_time) c.max_num_seqs = 1;
+          LLM llm(model, c);
+          outs[async] = llm.generate(prompts, params);
+          EXPECT_EQ(llm.engine().num_free_kv_blocks(), llm.engine().num_kv_blocks()) << "KV blocks leaked";
+        }
+        int stopped = 0, differ = 0;
+        for (size_t i = 0; i < prompts.size(); ++i) {
+          const RequestOutput &a = outs[0][i], &b = outs[1][i];
+          EXPECT_TRUE(a.error.empty() && b.error.empty()) << a.error << b.error;
+          EXPECT_EQ(a.token_ids, b.token_ids) << model << (eager ? " eager" : " graphs") << " prompt " << i;
+          EXPECT_EQ(a.finish_reason, b.finish_reason) << "prompt " << i;
+          differ += a.token_ids != b.token_ids;
+          ASSERT_EQ(a.logprobs.size(), b.logprobs.size());
+          for (size_t k = 0; k < a.logprobs.size(); ++k) {
+            EXPECT_EQ(a.logprobs[k].logprob, b.logprobs[k].logprob);
+            EXPECT_EQ(a.logprobs[k].top, b.logprobs[k].top);
+          }
+          stopped += a.finish_reason == "stop";
+        }
+        if (one_at_a_time) EXPECT_GT(stopped, 0) << "no request stopped on a sampled token";
+        std::printf("[ CudaEngine ] async scheduling, %s, %s, %s: %zu requests, %d stopped on a sampled token, "
+                    "%d outputs differ\n",
+                    model.c_str(), eager ? "eager" : "graphs", one_at_a_time ? "one at a time" : "batched",
+                    prompts.size(), stopped, differ);
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace nanovllm

@@ -161,6 +161,10 @@ def test_config_keywords_reach_the_engine(model_dir):
     assert c["enable_prefix_caching"] is False
     outs = llm.generate(["a", "b", "c"], greedy(20), use_tqdm=False)
     assert all(len(o["token_ids"]) == 20 for o in outs)
+    ahead = LLM(model_dir, max_num_seqs=2, kvcache_block_size=16, num_kvcache_blocks=40, max_model_len=128,
+                enable_prefix_caching=False, backend="cpu", async_scheduling="on")
+    assert ahead.config["async_scheduling"] == "on"
+    assert ahead.generate(["a", "b", "c"], greedy(20), use_tqdm=False) == outs
 
 
 def test_cpp_errors_are_nanovllm_errors(tmp_path):
