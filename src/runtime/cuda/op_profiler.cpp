@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "runtime/cuda_check.h"
 #include "runtime/env_switch.h"
@@ -9,6 +11,11 @@
 namespace nanovllm {
 
 bool OpProfiler::enabled_by_env() { return env_switch("NANOVLLM_PROFILE_OPS", false); }
+
+OpProfiler::OpProfiler(cudaStream_t stream) : stream_(stream) {
+  const char* v = std::getenv("NANOVLLM_PROFILE_OPS");
+  steps_only_ = v && std::string(v) == "steps";
+}
 
 cudaEvent_t OpProfiler::take_event() {
   cudaEvent_t e;
@@ -26,13 +33,15 @@ void OpProfiler::begin_step(bool decode) {
   if (capturing_) return;
   decode_ = decode;
   in_step_ = true;
+  // Whether the host queues this step only after the GPU ran out of work (it then idles).
+  if (steps_only_ && last_end_ && cudaEventQuery(last_end_) == cudaSuccess) ++late_[decode ? 1 : 0];
   step_begin_ = take_event();
   NANOVLLM_CUDA_CHECK(cudaEventRecord(step_begin_, stream_));
   wall_begin_ = std::chrono::steady_clock::now();
 }
 
 void OpProfiler::op_begin(const std::string& name) {
-  if (capturing_ || !in_step_ || open_begin_) return;  // nested ops count in their outer op
+  if (capturing_ || !in_step_ || open_begin_ || steps_only_) return;  // nested ops count in their outer op
   open_name_ = name;
   open_begin_ = take_event();
   NANOVLLM_CUDA_CHECK(cudaEventRecord(open_begin_, stream_));
@@ -51,8 +60,19 @@ void OpProfiler::end_step() {
   in_step_ = false;
   cudaEvent_t step_end = take_event();
   NANOVLLM_CUDA_CHECK(cudaEventRecord(step_end, stream_));
+  const double wall_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall_begin_).count();
+  if (steps_only_) {  // read what has completed, in order, and wait for nothing
+    unread_.push_back({step_begin_, step_end, decode_, wall_ms});
+    last_end_ = step_end;
+    while (!unread_.empty() && cudaEventQuery(unread_.front().end) == cudaSuccess) {
+      const UnreadStep u = unread_.front();
+      unread_.pop_front();
+      add_step(u.begin, u.end, u.decode, u.wall_ms);
+    }
+    return;
+  }
   NANOVLLM_CUDA_CHECK(cudaEventSynchronize(step_end));
-  const int k = decode_ ? 1 : 0;
   for (const Pending& p : pending_) {
     float ms = 0;
     NANOVLLM_CUDA_CHECK(cudaEventElapsedTime(&ms, p.begin, p.end));
@@ -60,27 +80,42 @@ void OpProfiler::end_step() {
     t.ms += ms;
     ++t.calls;
   }
+  pending_.clear();
+  add_step(step_begin_, step_end, decode_, wall_ms);
+}
+
+void OpProfiler::add_step(cudaEvent_t begin, cudaEvent_t end, bool decode, double wall_ms) {
+  const int k = decode ? 1 : 0;
   float ms = 0;
   if (prev_end_) {  // from the previous step's last work to this step's first: the host's time
-    NANOVLLM_CUDA_CHECK(cudaEventElapsedTime(&ms, prev_end_, step_begin_));
+    NANOVLLM_CUDA_CHECK(cudaEventElapsedTime(&ms, prev_end_, begin));
     // Gaps over 50 ms are pauses of the caller (start-up, between benchmark phases), not
-    // the engine's per-step host work.
-    if (ms < 50.f) idle_ms_[k] += ms;
+    // the engine's per-step host work. A negative gap: this step was queued before the last
+    // one's work was done (asynchronous scheduling), i.e. no idle time.
+    if (ms < 50.f) idle_ms_[k] += std::max(ms, 0.f);
     free_.push_back(prev_end_);
   }
-  NANOVLLM_CUDA_CHECK(cudaEventElapsedTime(&ms, step_begin_, step_end));
+  NANOVLLM_CUDA_CHECK(cudaEventElapsedTime(&ms, begin, end));
   step_gpu_ms_[k] += ms;
-  step_wall_ms_[k] +=
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall_begin_).count();
+  step_wall_ms_[k] += wall_ms;
   ++steps_[k];
-  pending_.clear();
-  used_.erase(std::find(used_.begin(), used_.end(), step_end));
-  prev_end_ = step_end;
+  // Every event of this step goes back to the free list but its end, kept as prev_end_; in
+  // steps-only mode used_ also holds later steps' events, which stay.
+  used_.erase(std::find(used_.begin(), used_.end(), end));
+  prev_end_ = end;
+  if (steps_only_) {
+    used_.erase(std::find(used_.begin(), used_.end(), begin));
+    free_.push_back(begin);
+    return;
+  }
   free_.insert(free_.end(), used_.begin(), used_.end());
   used_.clear();
 }
 
 OpProfiler::~OpProfiler() {
+  if (!unread_.empty()) cudaStreamSynchronize(stream_);
+  for (const UnreadStep& u : unread_) add_step(u.begin, u.end, u.decode, u.wall_ms);
+  unread_.clear();
   for (int k : {1, 0}) {
     if (!steps_[k]) continue;
     double sum = 0;
@@ -99,6 +134,9 @@ OpProfiler::~OpProfiler() {
                  "the steps %.2f ms; GPU idle before them %.2f ms (%.2f%% of span + idle)\n",
                  k ? "decode" : "other", steps_[k], step_gpu_ms_[k], sum, 100.0 * sum / std::max(step_gpu_ms_[k], 1e-9),
                  step_wall_ms_[k], idle_ms_[k], 100.0 * idle_ms_[k] / std::max(idle_ms_[k] + step_gpu_ms_[k], 1e-9));
+    if (steps_only_)
+      std::fprintf(stderr, "[profile] %s steps begun after the GPU had finished the step before: %ld of %ld\n",
+                   k ? "decode" : "other", late_[k], steps_[k]);
     for (const auto& [ms, line] : rows)
       std::fprintf(stderr, "[profile]   %s %5.1f%%\n", line.c_str(), 100.0 * ms / std::max(sum, 1e-9));
   }

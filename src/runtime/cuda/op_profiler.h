@@ -3,11 +3,15 @@
 // goes (docs/performance.md); run with enforce_eager, since ops replayed from a CUDA graph are
 // not seen. Each op is bracketed by two CUDA events; step ends synchronise to read them, so a
 // profiled run is slower than a plain one and only the GPU times are meaningful.
+// NANOVLLM_PROFILE_OPS=steps: only each step's first and last GPU work are timed, and the events
+// are read once they have completed, without waiting: the GPU's span and idle time between steps
+// of an unperturbed run (a synchronising step end would undo asynchronous scheduling).
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <chrono>
+#include <deque>
 #include <map>
 #include <string>
 #include <vector>
@@ -17,7 +21,7 @@ namespace nanovllm {
 class OpProfiler {
  public:
   static bool enabled_by_env();
-  explicit OpProfiler(cudaStream_t stream) : stream_(stream) {}
+  explicit OpProfiler(cudaStream_t stream);
   ~OpProfiler();  // prints the table
   OpProfiler(const OpProfiler&) = delete;
   OpProfiler& operator=(const OpProfiler&) = delete;
@@ -43,8 +47,17 @@ class OpProfiler {
     long calls = 0;
   };
   cudaEvent_t take_event();
+  // Adds one step's GPU span and the idle gap before it; gives prev_end_'s event back.
+  void add_step(cudaEvent_t begin, cudaEvent_t end, bool decode, double wall_ms);
+  struct UnreadStep {  // steps_only_: a step whose events may not have completed yet
+    cudaEvent_t begin, end;
+    bool decode;
+    double wall_ms;
+  };
 
   cudaStream_t stream_;
+  bool steps_only_ = false;
+  std::deque<UnreadStep> unread_;
   bool capturing_ = false, decode_ = false, in_step_ = false;
   std::vector<cudaEvent_t> free_, used_;
   std::vector<Pending> pending_;
@@ -57,6 +70,8 @@ class OpProfiler {
   cudaEvent_t prev_end_ = nullptr;  // the last step's end, kept to time the GPU's idle gap
   bool prev_decode_ = false;
   double idle_ms_[2] = {0, 0};  // GPU idle before a step of this kind, after any step
+  cudaEvent_t last_end_ = nullptr;  // steps_only_: the latest step's end (maybe not read yet)
+  long late_[2] = {0, 0};        // steps_only_: steps begun after the GPU had finished the last one
   std::chrono::steady_clock::time_point wall_begin_;
 };
 
