@@ -57,7 +57,8 @@ size_t count_nonfinite(DeviceBuf<uint16_t>& buf) {
 // `ctx` lists each sequence's context, `bound` is the max_context_len passed. Inputs that fit
 // in L2 would be timed from L2, so the launches rotate over enough disjoint copies of the
 // cache (other block ids) to stream at least 256 MB between two reads of the same bytes.
-void time_decode(Stream& stream, const std::vector<int>& ctx, int bound, const char* label) {
+// Returns the time of the variant the engine runs (one kernel at <= 8 sequences).
+double time_decode(Stream& stream, const std::vector<int>& ctx, int bound, const char* label) {
   const int n = int(ctx.size()), nh = 16, nkv = 8, d = 128, bs = 256;
   int64_t set_blocks = 0;
   int width = 1;
@@ -90,7 +91,9 @@ void time_decode(Stream& stream, const std::vector<int>& ctx, int bound, const c
   DeviceBuf<int32_t> counters(gpu::paged_attention_decode_counters(n, nh, nkv));
   NANOVLLM_CUDA_CHECK(cudaMemset(counters.data(), 0, counters.bytes()));
   const float scale = 1.f / std::sqrt(float(d));
-  // Two kernels (split, then combine), then one (combined in the split kernel: the engine's way).
+  // Two kernels (split, then combine), then one (combined in the split kernel: the engine's way
+  // at <= 8 sequences, kCombineInSplitKernelMaxSeqs in cuda_backend.cpp).
+  double engine_ms = 0;
   for (bool one_kernel : {false, true}) {
     int launches = 0;
     const double ms = median_ms(stream, 50, [&] {
@@ -106,7 +109,9 @@ void time_decode(Stream& stream, const std::vector<int>& ctx, int bound, const c
     std::printf("[ CudaAttention ] timing decode  %s, %d/%d heads, d=%d, bs=%d, %s: %.3f ms, %.0f GB/s, "
                 "%.2f TFLOP/s\n", label, nh, nkv, d, bs, one_kernel ? "one kernel" : "two kernels", ms,
                 bytes / ms / 1e6, flops / ms / 1e9);
+    if (one_kernel == (n <= 8)) engine_ms = ms;
   }
+  return engine_ms;
 }
 
 TEST(CudaAttentionPerf, DecodeTiming) {
@@ -125,6 +130,29 @@ TEST(CudaAttentionPerf, DecodeTiming) {
   std::uniform_int_distribution<int> len(100, 2048);
   for (int& c : mixed) c = len(rng());
   time_decode(stream, mixed, 4096, "256 seqs x 100-2048 ctx (bound 4096)");
+
+  // bench.py's decode phase as the engine meets it: 256 requests (prompts of 100-1,024 tokens,
+  // 100-1,024 outputs) decode together, and the batch shrinks as they finish, so most steps
+  // are far from the one full batch above. Decode step t runs the requests with more than t
+  // outputs, each at context prompt + t. Eight snapshots, each standing for 128 steps, times
+  // 28 layers: a prediction of the run's decode attention time (the engine's op profile at
+  // 53e7166 measured 3.51 s, performance.md).
+  std::vector<int> prompt(256), output(256);
+  std::uniform_int_distribution<int> draw(100, 1024);
+  for (int i = 0; i < 256; ++i) prompt[i] = draw(rng()), output[i] = draw(rng());
+  double predicted_s = 0, kv_bytes = 0;
+  for (int t = 64; t < 1024; t += 128) {
+    std::vector<int> ctx;
+    for (int i = 0; i < 256; ++i)
+      if (output[i] > t) ctx.push_back(prompt[i] + t);
+    if (ctx.empty()) continue;
+    const std::string label = "bench.py step " + std::to_string(t) + ": " + std::to_string(ctx.size()) + " seqs";
+    const double ms = time_decode(stream, ctx, 4096, label.c_str());
+    predicted_s += 28 * 128 * ms / 1e3;
+    kv_bytes += 28 * 128 * 4.0 * 8 * 128 * std::accumulate(ctx.begin(), ctx.end(), 0.0);
+  }
+  std::printf("[ CudaAttention ] timing decode  bench.py trajectory: predicted decode attention %.2f s over 28 "
+              "layers, %.2f TB of K/V: %.0f GB/s\n", predicted_s, kv_bytes / 1e12, kv_bytes / predicted_s / 1e9);
 }
 
 // Prefill timing of n_seqs prompts of T tokens each (causal, whole prompts), blocks of bs

@@ -796,7 +796,8 @@ TEST(CudaSampler, LauncherWritesEveryOutputAndIsCapturable) {
 
 // Two launches outstanding (the engine queues step n + 1 before it collects step n): each
 // collect() returns its own launch's results, equal to a sample() of the same batch, the device
-// tokens are the latest launch's, and a third launch or a collect of nothing is an Error.
+// tokens are the latest launch's, and a third launch, a sample() while launches are
+// outstanding, or a collect of nothing is an Error.
 TEST(CudaSampler, TwoLaunchesOutstandingCollectInOrder) {
   REQUIRE_GPU();
   cudaStream_t stream;
@@ -818,6 +819,7 @@ TEST(CudaSampler, TwoLaunchesOutstandingCollectInOrder) {
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find("third launch"), std::string::npos) << e.what();
     }
+    EXPECT_THROW(s.sample(d1.mem.get(), R, B1.b), Error) << "sample() would collect an older launch's results";
     const SamplerOutput got1 = s.collect(), got2 = s.collect();
     EXPECT_EQ(got1.token, want1.token);
     EXPECT_EQ(got1.logprob, want1.logprob);

@@ -51,6 +51,7 @@ class GpuSampler {
   SamplerOutput collect();
   // (max_rows,) int32 on the device: the latest launch's tokens, rows 0 .. R-1.
   const int32_t* device_tokens() const;
+  int outstanding() const { return num_outstanding_; }  // launches not yet collected
 
   int64_t max_rows() const { return max_rows_; }
   int64_t vocab() const { return vocab_; }

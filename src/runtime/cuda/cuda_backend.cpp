@@ -424,26 +424,16 @@ class CudaBackend final : public Backend {
     gpu::embedding(rows.data_as<int32_t>(), x.data(), out.data(), rows.numel(), x.dim(0), x.dim(1), stream_);
   }
 
+  // Refuses (GpuSampler::sample) while a sample_async() is uncollected: its results would be
+  // the ones collected.
   SamplerOutput sample(const Tensor& logits, const SamplingBatch& batch) override {
-    sample_async(logits, batch);
-    return collect_sample();
+    OpScope scope_(prof_.get(), "sample");
+    return sampler_for(logits, batch, "sample").sample(logits.data(), logits.dim(0), batch);
   }
 
   void sample_async(const Tensor& logits, const SamplingBatch& batch) override {
     OpScope scope_(prof_.get(), "sample");
-    expect_bf16(logits, "sample", "logits");
-    expect(logits.rank() == 2 && static_cast<size_t>(logits.dim(0)) == batch.size() &&
-               batch.banned.size() == batch.size() && batch.tokens.size() == batch.size(),
-           "sample", "batch does not match the logits' rows");
-    if (!sampler_ || sampler_vocab_ != logits.dim(1)) {
-      // Sized by reserve(); this fallback serves callers that never reserve (tests, tools).
-      StepLimits l = limits_;
-      l.max_seqs = std::max<int>(l.max_seqs, static_cast<int>(logits.dim(0)));
-      l.vocab_size = logits.dim(1);
-      l.max_model_len = std::max(l.max_model_len, 4096);
-      make_sampler(l);
-    }
-    sampler_->launch(logits.data(), logits.dim(0), batch);
+    sampler_for(logits, batch, "sample_async").launch(logits.data(), logits.dim(0), batch);
   }
 
   SamplerOutput collect_sample() override {
@@ -619,6 +609,24 @@ class CudaBackend final : public Backend {
     const size_t bytes = gpu::paged_attention_decode_workspace_bytes(num_seqs, nh, nkv, d, max_ctx);
     decode_ws_sizes_.emplace(key, bytes);
     return bytes;
+  }
+
+  GpuSampler& sampler_for(const Tensor& logits, const SamplingBatch& batch, const char* op) {
+    expect_bf16(logits, op, "logits");
+    expect(logits.rank() == 2 && static_cast<size_t>(logits.dim(0)) == batch.size() &&
+               batch.banned.size() == batch.size() && batch.tokens.size() == batch.size(),
+           op, "batch does not match the logits' rows");
+    if (!sampler_ || sampler_vocab_ != logits.dim(1)) {
+      // Sized by reserve(); this fallback serves callers that never reserve (tests, tools).
+      expect(!sampler_ || sampler_->outstanding() == 0, op,
+             "the vocabulary changed while a sampling call is uncollected");
+      StepLimits l = limits_;
+      l.max_seqs = std::max<int>(l.max_seqs, static_cast<int>(logits.dim(0)));
+      l.vocab_size = logits.dim(1);
+      l.max_model_len = std::max(l.max_model_len, 4096);
+      make_sampler(l);
+    }
+    return *sampler_;
   }
 
   void make_sampler(const StepLimits& l) {
