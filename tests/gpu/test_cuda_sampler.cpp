@@ -25,6 +25,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -938,7 +939,11 @@ TEST(CudaSampler, TimingInformational) {
   cases.push_back({256, "greedy, 20 logprobs", 0.f, -1, 1.f, 20});
   cases.push_back({256, "top-k 50, top-p 0.9, 20 logprobs", 0.8f, 50, 0.9f, 20});
   GpuSampler sampler(max_rows, V, 0, 20, stream, 0);
+  // NANOVLLM_SAMPLER_TIMING_CASE="R=256 temperature 0.6" runs that case alone (for Nsight
+  // Compute: its launches are then the only ones).
+  const char* only = std::getenv("NANOVLLM_SAMPLER_TIMING_CASE");
   for (const Case& c : cases) {
+    if (only && std::string(only) != "R=" + std::to_string(c.R) + " " + c.name) continue;
     const int64_t R = c.R;
     Batch B;
     B.resize(size_t(R));
