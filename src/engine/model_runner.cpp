@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "runtime/error.h"
 
@@ -53,7 +55,11 @@ ModelRunner::ModelRunner(CausalLM& model, Backend& backend, const Config& config
   max_tokens_ = std::max(config.max_num_batched_tokens, config.max_num_seqs);
   max_blocks_per_seq_ = (config.max_model_len + bs - 1) / bs;
   pad_decodes_ = backend.device() != Device::CPU;
-  async_ = config.async_scheduling == "on" || (config.async_scheduling == "auto" && backend.device() != Device::CPU);
+  // "auto" is on with a device; NANOVLLM_ASYNC_SCHEDULING=on/off decides it instead (the test
+  // suite runs the CPU engine tests both ways with it).
+  const char* forced = std::getenv("NANOVLLM_ASYNC_SCHEDULING");
+  const bool auto_on = forced && *forced ? std::string(forced) == "on" : backend.device() != Device::CPU;
+  async_ = config.async_scheduling == "on" || (config.async_scheduling == "auto" && auto_on);
   if (pad_decodes_) {  // Nano-vLLM's ladder: 1, 2, 4, 8, then every 16 up to 512
     const int most = std::min(max_seqs_, 512);
     for (int b : {1, 2, 4, 8})

@@ -98,7 +98,8 @@ TEST(EngineStream, AbortedRequestsReportAFinishedDelta) {
   const int64_t a = engine.add_request(std::string("hello"), greedy(50));
   const int64_t b = engine.add_request(std::string("world"), greedy(3));
   std::vector<RequestDelta> deltas;
-  engine.step(deltas);
+  do engine.step(deltas);  // with async scheduling the first tokens come from the second call
+  while (deltas.empty() && engine.has_unfinished());
   ASSERT_EQ(deltas.size(), 2u);
   engine.abort(a);
   std::map<int64_t, RequestDelta> last;
