@@ -28,6 +28,10 @@ struct SamplingParams {
 
   // Throws nanovllm::Error naming the first invalid field and its value.
   void validate() const;
+  // Whether a penalty is on (sampling then reads the token history).
+  bool has_penalty() const {
+    return repetition_penalty != 1.0 || presence_penalty != 0.0 || frequency_penalty != 0.0;
+  }
 };
 
 }  // namespace nanovllm

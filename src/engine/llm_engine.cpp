@@ -150,7 +150,7 @@ bool LLMEngine::append_token(Sequence& seq, int32_t token, float logprob,
       }
     }
   }
-  if (n_out >= p.max_tokens || seq.num_tokens() >= config_.max_model_len) return stop_with("length");
+  if (seq.reached_length(config_.max_model_len)) return stop_with("length");
   return false;
 }
 
@@ -184,7 +184,8 @@ std::vector<RequestOutput> LLMEngine::run_step(std::vector<RequestDelta>* deltas
   aborted_.clear();
   if (deltas) *deltas = std::move(aborted_deltas_);
   aborted_deltas_.clear();
-  if (inflight_ && inflight_needs_host_tokens()) collect_inflight(done, deltas);
+  // Penalties read the token history on the host: its pending tokens must arrive first.
+  if (inflight_ && inflight_->needs_host_tokens) collect_inflight(done, deltas);
   const SchedulerOutput out = scheduler_->schedule();
   stats_.preemptions += static_cast<uint64_t>(out.num_preempted);
   if (out.empty()) {
@@ -196,7 +197,7 @@ std::vector<RequestOutput> LLMEngine::run_step(std::vector<RequestDelta>* deltas
       throw Error("scheduler: requests are waiting but none can be scheduled (the KV cache is too small)");
     return done;
   }
-  InFlight launched{out, {}, step_start};
+  InFlight launched{out, {}, step_start, false};
   if (step_observer_)
     for (const auto& s : out.scheduled)
       launched.info.seqs.push_back({s.num_tokens, s.seq->num_computed_tokens + s.num_tokens, s.samples});
@@ -213,6 +214,7 @@ std::vector<RequestOutput> LLMEngine::run_step(std::vector<RequestDelta>* deltas
     seq.tokens.push_back(Sequence::kPendingToken);
     seq.pending = true;
     seq.pending_row = r;
+    launched.needs_host_tokens = launched.needs_host_tokens || seq.params.has_penalty();
   }
   inflight_ = std::move(launched);
   if (!async_) collect_inflight(done, deltas);
@@ -261,16 +263,6 @@ void LLMEngine::collect_inflight(std::vector<RequestOutput>& done, std::vector<R
     last_collected_ = now;
     step_observer_(f.info);
   }
-}
-
-bool LLMEngine::inflight_needs_host_tokens() const {
-  for (const auto& s : inflight_->out.scheduled) {
-    const SamplingParams& p = s.seq->params;
-    if (s.samples && !s.seq->is_finished() &&
-        (p.repetition_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0))
-      return true;
-  }
-  return false;
 }
 
 void LLMEngine::retire(int64_t id) {

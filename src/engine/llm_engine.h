@@ -101,9 +101,6 @@ class LLMEngine {
   // Waits for the launched step's tokens and hands them to their sequences: appends, stops,
   // finishes (returning outputs and deltas), reports the step to the observer.
   void collect_inflight(std::vector<RequestOutput>& done, std::vector<RequestDelta>* deltas);
-  // Whether a sequence of the launched step samples with a penalty, which reads its token
-  // history on the host: its pending token must arrive before the next step is planned.
-  bool inflight_needs_host_tokens() const;
   // Moves a finished sequence out of the live table; it stays allocated while a launched step
   // may still name it (collect_inflight frees it).
   void retire(int64_t id);
@@ -126,6 +123,9 @@ class LLMEngine {
     SchedulerOutput out;
     StepInfo info;
     std::chrono::steady_clock::time_point started;
+    // A sequence it left pending samples with a penalty, which reads the token history on the
+    // host: the step must be collected before the next one is planned.
+    bool needs_host_tokens;
   };
   std::optional<InFlight> inflight_;
   bool async_ = false;

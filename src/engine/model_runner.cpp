@@ -306,11 +306,6 @@ void ModelRunner::capture_graphs() {
   backend_.synchronize();
 }
 
-SamplerOutput ModelRunner::run(const SchedulerOutput& step, const SamplingBatch& batch) {
-  launch(step, batch);
-  return collect();
-}
-
 void ModelRunner::launch(const SchedulerOutput& step, const SamplingBatch& batch) {
   if (uncollected_.size() >= 2) throw Error("ModelRunner: a third step launched before the first was collected");
   const int n = static_cast<int>(step.scheduled.size());

@@ -22,10 +22,9 @@ class ModelRunner {
   // else cpu_kvcache_bytes. Then allocates it and captures the decode graphs (unless
   // enforce_eager or the backend has none). Error when the cache would not hold one block.
   ModelRunner(CausalLM& model, Backend& backend, const Config& config);
-  // Sampled tokens, one per scheduled sequence whose `samples` is set, in schedule order.
-  SamplerOutput run(const SchedulerOutput& step, const SamplingBatch& batch);
-  // run() in two halves. launch() queues the step (inputs, forward pass, sampling) and returns;
-  // collect() returns the oldest launched step's tokens, waiting for them. At most two launched
+  // One step in two halves. launch() queues the step (inputs, forward pass, sampling) and
+  // returns; collect() returns the oldest launched step's sampled tokens, one per scheduled
+  // sequence whose `samples` is set, in schedule order, waiting for them. At most two launched
   // steps may be uncollected. A sequence whose last token is pending (Sequence::pending) reads
   // it on the device from the latest sampling before this launch: its pending_row must be its
   // row there.

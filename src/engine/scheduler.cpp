@@ -29,7 +29,7 @@ SchedulerOutput Scheduler::schedule() {
   // 1. Running sequences, oldest first.
   for (size_t i = 0; i < running_.size() && budget > 0;) {
     Sequence* seq = running_[i];
-    if (seq->pending && stops_by_length(*seq)) {  // its pending token is its last: no step for it
+    if (seq->pending && seq->reached_length(max_model_len_)) {  // its pending token is its last
       ++i;
       continue;
     }
@@ -79,10 +79,6 @@ void Scheduler::update_computed(const SchedulerOutput& out) {
     s.seq->num_computed_tokens += s.num_tokens;
     blocks_.commit(*s.seq);
   }
-}
-
-bool Scheduler::stops_by_length(const Sequence& seq) const {
-  return seq.num_output_tokens() >= seq.params.max_tokens || seq.num_tokens() >= max_model_len_;
 }
 
 void Scheduler::finish(Sequence* seq) {

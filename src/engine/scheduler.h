@@ -54,10 +54,6 @@ class Scheduler {
  private:
   void preempt(Sequence* seq);
 
-  // Whether the sequence's tokens so far (a pending one included) reach max_tokens or
-  // max_model_len: the engine stops it there whatever that token is.
-  bool stops_by_length(const Sequence& seq) const;
-
   int max_num_seqs_, max_batched_tokens_, max_model_len_;
   bool chunked_prefill_;
   BlockManager& blocks_;

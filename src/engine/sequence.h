@@ -46,8 +46,11 @@ struct Sequence {
   // Tokens still to run through the model before the next sample.
   int num_uncomputed() const { return num_tokens() - num_computed_tokens; }
   int32_t last_token() const { return tokens.back(); }
-  // The output tokens the host knows (a pending placeholder is not one).
-  int num_known_tokens() const { return num_tokens() - (pending ? 1 : 0); }
+  // Whether its tokens (a pending one included) reach max_tokens or max_model_len: the
+  // engine stops it there, whatever the last token is.
+  bool reached_length(int max_model_len) const {
+    return num_output_tokens() >= params.max_tokens || num_tokens() >= max_model_len;
+  }
 };
 
 }  // namespace nanovllm

@@ -73,6 +73,10 @@ template <typename T>
 T* at(void* base, size_t offset) {
   return reinterpret_cast<T*>(static_cast<char*>(base) + offset);
 }
+template <typename T>
+const T* at(const void* base, size_t offset) {
+  return reinterpret_cast<const T*>(static_cast<const char*>(base) + offset);
+}
 
 bool penalised(const SamplingBatch& b, size_t r) {
   return b.tokens[r] &&
@@ -160,12 +164,12 @@ SamplerOutput GpuSampler::collect() {
   NANOVLLM_CUDA_CHECK(cudaEventSynchronize(out_ready_[l.half]));
   const void* host = host_out_[l.half];
   const OutLayout O(l.R, N);
-  std::memcpy(result.token.data(), at<int32_t>(const_cast<void*>(host), O.token), 4 * n);
-  std::memcpy(result.logprob.data(), at<float>(const_cast<void*>(host), O.logprob), 4 * n);
+  std::memcpy(result.token.data(), at<int32_t>(host, O.token), 4 * n);
+  std::memcpy(result.logprob.data(), at<float>(host, O.logprob), 4 * n);
   if (N > 0) {
     const size_t width = static_cast<size_t>(std::min<int64_t>(N, vocab_));
-    const int32_t* ids = at<int32_t>(const_cast<void*>(host), O.top_ids);
-    const float* lps = at<float>(const_cast<void*>(host), O.top_lp);
+    const int32_t* ids = at<int32_t>(host, O.top_ids);
+    const float* lps = at<float>(host, O.top_lp);
     for (size_t r = 0; r < n; ++r) {
       auto& top = result.top[r];
       top.resize(width);
