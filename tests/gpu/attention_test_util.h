@@ -62,52 +62,8 @@ inline Bf16Host random_bf16(size_t n, float stddev) {
   return h;
 }
 
-// n elements of T on the device between guards of 64 poisoned bytes.
-template <typename T>
-class DeviceBuf {
- public:
-  explicit DeviceBuf(size_t n) : n_(n), bytes_(2 * kGuard + n * sizeof(T)) {
-    NANOVLLM_CUDA_CHECK(cudaMalloc(&base_, bytes_));
-    poison();
-  }
-  ~DeviceBuf() { cudaFree(base_); }
-  DeviceBuf(const DeviceBuf&) = delete;
-  DeviceBuf& operator=(const DeviceBuf&) = delete;
-
-  T* data() { return reinterpret_cast<T*>(static_cast<char*>(base_) + kGuard); }
-  size_t bytes() const { return n_ * sizeof(T); }
-  void poison() { NANOVLLM_CUDA_CHECK(cudaMemset(base_, 0xFF, bytes_)); }
-  void upload(const std::vector<T>& h) {
-    ASSERT_EQ(h.size(), n_);
-    NANOVLLM_CUDA_CHECK(cudaMemcpy(data(), h.data(), n_ * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  std::vector<T> download() {
-    std::vector<unsigned char> all(bytes_);
-    NANOVLLM_CUDA_CHECK(cudaMemcpy(all.data(), base_, bytes_, cudaMemcpyDeviceToHost));
-    bad_guards_ = 0;
-    for (size_t i = 0; i < kGuard; ++i) bad_guards_ += (all[i] != 0xFF) + (all[bytes_ - 1 - i] != 0xFF);
-    std::vector<T> out(n_);
-    if (n_) std::memcpy(out.data(), all.data() + kGuard, n_ * sizeof(T));
-    return out;
-  }
-  size_t bad_guards() const { return bad_guards_; }  // as of the last download()
-
- private:
-  static constexpr size_t kGuard = 64;
-  size_t n_, bytes_, bad_guards_ = 0;
-  void* base_ = nullptr;
-};
-
-class Stream {
- public:
-  Stream() { NANOVLLM_CUDA_CHECK(cudaStreamCreate(&s_)); }
-  ~Stream() { cudaStreamDestroy(s_); }
-  operator cudaStream_t() const { return s_; }
-  void sync() { NANOVLLM_CUDA_CHECK(cudaStreamSynchronize(s_)); }
-
- private:
-  cudaStream_t s_{};
-};
+using test::DeviceBuf;
+using test::Stream;
 
 struct Stats {
   double rel = 0, worst_row = 0;

@@ -778,7 +778,9 @@ TEST(CudaEngine, AsyncSchedulingGivesTheSynchronousOutputs) {
           }
           stopped += a.finish_reason == "stop";
         }
-        if (one_at_a_time) EXPECT_GT(stopped, 0) << "no request stopped on a sampled token";
+        if (one_at_a_time) {
+          EXPECT_GT(stopped, 0) << "no request stopped on a sampled token";
+        }
         std::printf("[ CudaEngine ] async scheduling, %s, %s, %s: %zu requests, %d stopped on a sampled token, "
                     "%d outputs differ\n",
                     model.c_str(), eager ? "eager" : "graphs", one_at_a_time ? "one at a time" : "batched",

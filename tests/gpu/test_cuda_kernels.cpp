@@ -63,61 +63,9 @@ Bf16Host random_bf16(size_t n, float mean, float stddev) {
   return h;
 }
 
-// n elements of T on the device between poisoned guards of 16 bytes or more; `misalign` (bf16
-// only) shifts the data 2 bytes off 16-byte alignment, forcing the element-at-a-time path.
-template <typename T>
-class DeviceBuf {
- public:
-  explicit DeviceBuf(size_t n, bool misalign = false)
-      : n_(n), lead_(misalign ? kGuardBytes + 2 : kGuardBytes),
-        bytes_(lead_ + n * sizeof(T) + kGuardBytes) {
-    if (misalign && sizeof(T) != 2) throw Error("DeviceBuf: only bf16 buffers are misaligned");
-    NANOVLLM_CUDA_CHECK(cudaMalloc(&base_, bytes_));
-    poison();
-  }
-  ~DeviceBuf() { cudaFree(base_); }
-  DeviceBuf(const DeviceBuf&) = delete;
-  DeviceBuf& operator=(const DeviceBuf&) = delete;
-
-  T* data() { return reinterpret_cast<T*>(static_cast<char*>(base_) + lead_); }
-  void poison() { NANOVLLM_CUDA_CHECK(cudaMemset(base_, 0xFF, bytes_)); }
-  void upload(const std::vector<T>& h) {
-    ASSERT_EQ(h.size(), n_);
-    NANOVLLM_CUDA_CHECK(cudaMemcpy(data(), h.data(), n_ * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  std::vector<T> download() {
-    std::vector<unsigned char> all(bytes_);
-    NANOVLLM_CUDA_CHECK(cudaMemcpy(all.data(), base_, bytes_, cudaMemcpyDeviceToHost));
-    const size_t end = lead_ + n_ * sizeof(T);
-    bad_guards_ = 0;
-    for (size_t i = 0; i < bytes_; ++i)
-      if ((i < lead_ || i >= end) && all[i] != 0xFF) ++bad_guards_;
-    std::vector<T> out(n_);
-    std::memcpy(out.data(), all.data() + lead_, n_ * sizeof(T));
-    return out;
-  }
-  // Guard bytes that a kernel wrote, as of the last download().
-  size_t bad_guards() const { return bad_guards_; }
-
- private:
-  static constexpr size_t kGuardBytes = 16;
-  size_t n_, lead_, bytes_, bad_guards_ = 0;
-  void* base_ = nullptr;
-};
+using test::DeviceBuf;
+using test::Stream;
 using Bf16Buf = DeviceBuf<uint16_t>;
-
-// A stream of its own, to exercise the launchers' stream argument. Blocking (the default
-// flags), so its kernels wait for the uploads queued on the legacy default stream.
-class Stream {
- public:
-  Stream() { NANOVLLM_CUDA_CHECK(cudaStreamCreate(&s_)); }
-  ~Stream() { cudaStreamDestroy(s_); }
-  operator cudaStream_t() const { return s_; }
-  void sync() { NANOVLLM_CUDA_CHECK(cudaStreamSynchronize(s_)); }
-
- private:
-  cudaStream_t s_{};
-};
 
 struct Stats {
   double rel = 0;        // ||out - ref|| / ||ref|| over the whole output
