@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "attention_test_util.h"
+#include "read_ceiling.h"
 
 namespace nanovllm {
 namespace {
@@ -57,59 +58,82 @@ size_t count_nonfinite(DeviceBuf<uint16_t>& buf) {
 // `ctx` lists each sequence's context, `bound` is the max_context_len passed. Inputs that fit
 // in L2 would be timed from L2, so the launches rotate over enough disjoint copies of the
 // cache (other block ids) to stream at least 256 MB between two reads of the same bytes.
-// Returns the time of the variant the engine runs (one kernel at <= 8 sequences).
-double time_decode(Stream& stream, const std::vector<int>& ctx, int bound, const char* label) {
-  const int n = int(ctx.size()), nh = 16, nkv = 8, d = 128, bs = 256;
-  int64_t set_blocks = 0;
-  int width = 1;
-  for (int c : ctx) {
-    set_blocks += (c + bs - 1) / bs;
-    width = std::max(width, (c + bs - 1) / bs);
+struct DecodeBench {
+  static constexpr int nh = 16, nkv = 8, d = 128, bs = 256;
+  struct Layout {
+    int width = 1, sets = 1;
+    int64_t set_blocks = 0, num_blocks = 0, cache = 0;
+    explicit Layout(const std::vector<int>& ctx) {
+      for (int c : ctx) {
+        set_blocks += (c + bs - 1) / bs;
+        width = std::max(width, (c + bs - 1) / bs);
+      }
+      const int64_t set_bytes = 2 * set_blocks * bs * nkv * d * 2;
+      sets = int(std::min<int64_t>(16, std::max<int64_t>(1, ((int64_t(256) << 20) + set_bytes - 1) / set_bytes)));
+      num_blocks = set_blocks * sets;
+      cache = num_blocks * bs * nkv * d;
+    }
+  };
+  std::vector<int> ctx;
+  int n, bound;
+  Layout lay;
+  int width = lay.width, sets = lay.sets;
+  int64_t num_blocks = lay.num_blocks, cache = lay.cache;
+  DeviceBuf<uint16_t> qkv{size_t(n) * (nh + 2 * nkv) * d}, kc{size_t(cache)}, vc{size_t(cache)},
+      out{size_t(n) * nh * d};
+  DeviceBuf<int32_t> tables{size_t(sets) * n * width}, lens{size_t(n)};
+
+  DecodeBench(const std::vector<int>& contexts, int max_context_len)
+      : ctx(contexts), n(int(contexts.size())), bound(max_context_len), lay(contexts) {
+    fill_random(qkv.data(), size_t(n) * (nh + 2 * nkv) * d);
+    fill_random(kc.data(), size_t(cache));
+    fill_random(vc.data(), size_t(cache));
+    std::vector<int32_t> ids(num_blocks);
+    std::iota(ids.begin(), ids.end(), 0);
+    std::shuffle(ids.begin(), ids.end(), rng());
+    std::vector<int32_t> tables_h(size_t(sets) * n * width, -1);
+    size_t next = 0;
+    for (int r = 0; r < sets; ++r)
+      for (int s = 0; s < n; ++s)
+        for (int i = 0; i < (ctx[s] + bs - 1) / bs; ++i) tables_h[(size_t(r) * n + s) * width + i] = ids[next++];
+    tables.upload(tables_h);
+    lens.upload(ctx);
   }
-  const int64_t set_bytes = 2 * set_blocks * bs * nkv * d * 2;
-  const int sets = int(std::min<int64_t>(16, std::max<int64_t>(1, ((int64_t(256) << 20) + set_bytes - 1) / set_bytes)));
-  const int64_t num_blocks = set_blocks * sets;
-  const int64_t cache = num_blocks * bs * nkv * d;
-  DeviceBuf<uint16_t> qkv(size_t(n) * (nh + 2 * nkv) * d), kc{size_t(cache)}, vc{size_t(cache)},
-      out(size_t(n) * nh * d);
-  fill_random(qkv.data(), size_t(n) * (nh + 2 * nkv) * d);
-  fill_random(kc.data(), size_t(cache));
-  fill_random(vc.data(), size_t(cache));
-  std::vector<int32_t> ids(num_blocks);
-  std::iota(ids.begin(), ids.end(), 0);
-  std::shuffle(ids.begin(), ids.end(), rng());
-  std::vector<int32_t> tables_h(size_t(sets) * n * width, -1);
-  size_t next = 0;
-  for (int r = 0; r < sets; ++r)
-    for (int s = 0; s < n; ++s)
-      for (int i = 0; i < (ctx[s] + bs - 1) / bs; ++i) tables_h[(size_t(r) * n + s) * width + i] = ids[next++];
-  DeviceBuf<int32_t> tables(tables_h.size()), lens(n);
-  tables.upload(tables_h);
-  lens.upload(ctx);
-  const size_t ws_bytes = gpu::paged_attention_decode_workspace_bytes(n, nh, nkv, d, bound);
-  DeviceBuf<float> ws(ws_bytes / sizeof(float));
-  DeviceBuf<int32_t> counters(gpu::paged_attention_decode_counters(n, nh, nkv));
-  NANOVLLM_CUDA_CHECK(cudaMemset(counters.data(), 0, counters.bytes()));
-  const float scale = 1.f / std::sqrt(float(d));
-  // Two kernels (split, then combine), then one (combined in the split kernel: the engine's way
-  // at <= 8 sequences, kCombineInSplitKernelMaxSeqs in cuda_backend.cpp).
-  double engine_ms = 0;
-  for (bool one_kernel : {false, true}) {
+  const int32_t* table(int launch) { return tables.data() + size_t(launch % sets) * n * width; }
+  double keys() const { return std::accumulate(ctx.begin(), ctx.end(), 0.0); }
+  double kv_bytes() const { return 4.0 * keys() * nkv * d; }
+
+  // The kernel: two launches (split, then combine) or one (the combine in the split kernel, the
+  // engine's way at <= 8 sequences, kCombineInSplitKernelMaxSeqs in cuda_backend.cpp).
+  double time_kernel(Stream& stream, bool one_kernel) {
+    const size_t ws_bytes = gpu::paged_attention_decode_workspace_bytes(n, nh, nkv, d, bound);
+    DeviceBuf<float> ws(ws_bytes / sizeof(float));
+    DeviceBuf<int32_t> counters(gpu::paged_attention_decode_counters(n, nh, nkv));
+    NANOVLLM_CUDA_CHECK(cudaMemset(counters.data(), 0, counters.bytes()));
+    const float scale = 1.f / std::sqrt(float(d));
     int launches = 0;
     const double ms = median_ms(stream, 50, [&] {
-      const int32_t* table = tables.data() + size_t(launches++ % sets) * n * width;
       gpu::paged_attention_decode(qkv.data(), nh, nkv, d, scale, kc.data(), vc.data(), bs, num_blocks, n,
-                                  lens.data(), table, width, bound, out.data(), ws.data(), ws.bytes(), stream,
-                                  one_kernel ? counters.data() : nullptr);
+                                  lens.data(), table(launches++), width, bound, out.data(), ws.data(), ws.bytes(),
+                                  stream, one_kernel ? counters.data() : nullptr);
     });
     EXPECT_EQ(count_nonfinite(out), 0u);
-    const double keys = std::accumulate(ctx.begin(), ctx.end(), 0.0);
-    const double bytes = 4.0 * keys * nkv * d + double(n) * nh * d * 2 * 2;  // K, V, q, out
-    const double flops = 4.0 * nh * keys * d;
+    return ms;
+  }
+};
+
+// Returns the time of the variant the engine runs (one kernel at <= 8 sequences).
+double time_decode(Stream& stream, const std::vector<int>& ctx, int bound, const char* label) {
+  DecodeBench b(ctx, bound);
+  double engine_ms = 0;
+  for (bool one_kernel : {false, true}) {
+    const double ms = b.time_kernel(stream, one_kernel);
+    const double bytes = b.kv_bytes() + double(b.n) * b.nh * b.d * 2 * 2;  // K, V, q, out
+    const double flops = 4.0 * b.nh * b.keys() * b.d;
     std::printf("[ CudaAttention ] timing decode  %s, %d/%d heads, d=%d, bs=%d, %s: %.3f ms, %.0f GB/s, "
-                "%.2f TFLOP/s\n", label, nh, nkv, d, bs, one_kernel ? "one kernel" : "two kernels", ms,
+                "%.2f TFLOP/s\n", label, b.nh, b.nkv, b.d, b.bs, one_kernel ? "one kernel" : "two kernels", ms,
                 bytes / ms / 1e6, flops / ms / 1e9);
-    if (one_kernel == (n <= 8)) engine_ms = ms;
+    if (one_kernel == (b.n <= 8)) engine_ms = ms;
   }
   return engine_ms;
 }
@@ -153,6 +177,64 @@ TEST(CudaAttentionPerf, DecodeTiming) {
   }
   std::printf("[ CudaAttention ] timing decode  bench.py trajectory: predicted decode attention %.2f s over 28 "
               "layers, %.2f TB of K/V: %.0f GB/s\n", predicted_s, kv_bytes / 1e12, kv_bytes / predicted_s / 1e9);
+}
+
+// What the decode kernel's bytes could cost: the same K/V cache (bench.py's batch at three
+// points of its decode phase, and 256 x 1,024) copied (cudaMemcpy, read + write), read as one
+// contiguous stream, and read in the kernel's own pattern with no arithmetic (per-warp cp.async
+// rings, 8-key tiles of 256-byte rows, `unit` keys per CTA), next to the kernel itself. GB/s
+// count K/V bytes (the copy: bytes read plus written).
+TEST(CudaAttentionPerf, ReadCeiling) {
+  REQUIRE_GPU();
+  if (sanitizing()) GTEST_SKIP() << "no timings under compute-sanitizer";
+  Stream stream;
+  DeviceBuf<unsigned> sink(1);
+  NANOVLLM_CUDA_CHECK(cudaMemset(sink.data(), 0, sizeof(unsigned)));
+  std::vector<int> prompt(256), output(256);
+  std::uniform_int_distribution<int> draw(100, 1024);
+  for (int i = 0; i < 256; ++i) prompt[i] = draw(rng()), output[i] = draw(rng());
+  struct Case {
+    std::string label;
+    std::vector<int> ctx;
+    int bound;
+  };
+  std::vector<Case> cases = {{"256 seqs x 1024 ctx", std::vector<int>(256, 1024), 1024}};
+  for (int t : {64, 576, 832}) {
+    std::vector<int> ctx;
+    for (int i = 0; i < 256; ++i)
+      if (output[i] > t) ctx.push_back(prompt[i] + t);
+    cases.push_back({"bench.py step " + std::to_string(t) + ": " + std::to_string(ctx.size()) + " seqs", ctx, 4096});
+  }
+  for (const Case& c : cases) {
+    DecodeBench b(c.ctx, c.bound);
+    const double kv = b.kv_bytes();
+    auto line = [&](const std::string& what, double ms, double bytes) {
+      std::printf("[ CudaAttention ] read ceiling  %s: %s %.3f ms, %.0f GB/s\n", c.label.c_str(), what.c_str(), ms,
+                  bytes / ms / 1e6);
+    };
+    // The whole cache (all rotated sets) at once: half of it copied onto the other half.
+    const size_t whole = size_t(b.cache) * 2;
+    const double copy_ms = median_ms(stream, 20, [&] {
+      NANOVLLM_CUDA_CHECK(cudaMemcpyAsync(b.vc.data(), b.kc.data(), whole, cudaMemcpyDeviceToDevice, stream));
+    });
+    line("copy (cudaMemcpy K -> V, whole cache)", copy_ms, 2.0 * double(whole));
+    const double stream_ms = median_ms(stream, 20, [&] {
+      testing::read_stream(b.kc.data(), int64_t(whole / 16), sink.data(), stream);
+      testing::read_stream(b.vc.data(), int64_t(whole / 16), sink.data(), stream);
+    });
+    line("contiguous read (K and V, whole cache)", stream_ms, 2.0 * double(whole));
+    for (int unit : {256, 512}) {
+      for (int stages : {2, 4, 6, 8}) {
+        int launches = 0;
+        const double ms = median_ms(stream, 50, [&] {
+          testing::read_kv_pattern(b.kc.data(), b.vc.data(), b.nkv, b.bs, b.n, b.lens.data(), b.table(launches++),
+                                   b.width, b.bound, unit, stages, sink.data(), stream);
+        });
+        line("pattern read, " + std::to_string(unit) + "-key CTAs, " + std::to_string(stages) + " stages", ms, kv);
+      }
+    }
+    line("the decode kernel (two kernels)", b.time_kernel(stream, false), kv);
+  }
 }
 
 // Prefill timing of n_seqs prompts of T tokens each (causal, whole prompts), blocks of bs
