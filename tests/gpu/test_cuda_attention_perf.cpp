@@ -8,11 +8,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "attention_test_util.h"
 #include "read_ceiling.h"
+#include "runtime/cuda/cublaslt_gemm.h"
 
 namespace nanovllm {
 namespace {
@@ -235,6 +238,122 @@ TEST(CudaAttentionPerf, ReadCeiling) {
     }
     line("the decode kernel (two kernels)", b.time_kernel(stream, false), kv);
   }
+}
+
+// Whether the work between two attention launches could run under them: the premise of
+// running a decode batch as two halves whose layers interleave (one half's attention while the
+// other half's products run). Half of bench.py's step-64 batch: its decode attention (the
+// engine's two kernels) for 28 layers on one stream, and 28 layers of Qwen3-0.6B's four
+// products at M = that half (cuBLASLt, per-M plans as in decode; each layer its own 31 MB of
+// weights) on another, captured as one graph with the two chains side by side (equal stream
+// priorities, then the products' stream at the highest priority), against each chain alone
+// and both in one stream. "hidden" = the part of the products' time the overlap saves.
+TEST(CudaAttentionPerf, OverlapWithProducts) {
+  REQUIRE_GPU();
+  if (sanitizing()) GTEST_SKIP() << "no timings under compute-sanitizer";
+  std::vector<int> prompt(256), output(256);
+  std::uniform_int_distribution<int> draw(100, 1024);
+  for (int i = 0; i < 256; ++i) prompt[i] = draw(rng()), output[i] = draw(rng());
+  std::vector<int> half;
+  for (int i = 0; i < 256; i += 2)
+    if (output[i] > 64) half.push_back(prompt[i] + 64);
+  DecodeBench b(half, 4096);
+  const int64_t M = b.n;
+  constexpr int kLayers = 28;
+  struct Mat {
+    int64_t N, K;
+  };
+  const Mat mats[4] = {{4096, 1024}, {1024, 2048}, {6144, 1024}, {1024, 3072}};  // qkv, o, gate_up, down
+  std::vector<std::unique_ptr<DeviceBuf<uint16_t>>> w;
+  for (int l = 0; l < kLayers; ++l)
+    for (const Mat& m : mats) {
+      w.push_back(std::make_unique<DeviceBuf<uint16_t>>(size_t(m.N * m.K)));
+      NANOVLLM_CUDA_CHECK(cudaMemset(w.back()->data(), 0, size_t(m.N * m.K) * 2));
+    }
+  DeviceBuf<uint16_t> x(size_t(M) * 3072), y(size_t(M) * 6144);
+  NANOVLLM_CUDA_CHECK(cudaMemset(x.data(), 0, x.bytes()));
+  void* gemm_ws = nullptr;  // cuBLASLt's workspace: 256-byte aligned (a DeviceBuf's data sits past its guard)
+  const size_t gemm_ws_bytes = size_t(32) << 20;
+  NANOVLLM_CUDA_CHECK(cudaMalloc(&gemm_ws, gemm_ws_bytes));
+  std::unique_ptr<void, decltype(&cudaFree)> gemm_ws_owner(gemm_ws, &cudaFree);
+  CublasLtGemm gemm(gemm_ws, gemm_ws_bytes);
+  gemm.set_per_shape(true);
+  const size_t ws_bytes = gpu::paged_attention_decode_workspace_bytes(b.n, b.nh, b.nkv, b.d, b.bound);
+  DeviceBuf<float> attn_ws(ws_bytes / sizeof(float));
+  const float scale = 1.f / std::sqrt(float(b.d));
+
+  int least = 0, greatest = 0;
+  NANOVLLM_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+  cudaStream_t main_s, side_equal, side_high;
+  NANOVLLM_CUDA_CHECK(cudaStreamCreateWithPriority(&main_s, cudaStreamNonBlocking, least));
+  NANOVLLM_CUDA_CHECK(cudaStreamCreateWithPriority(&side_equal, cudaStreamNonBlocking, least));
+  NANOVLLM_CUDA_CHECK(cudaStreamCreateWithPriority(&side_high, cudaStreamNonBlocking, greatest));
+
+  auto attention = [&](cudaStream_t s, int l) {
+    gpu::paged_attention_decode(b.qkv.data(), b.nh, b.nkv, b.d, scale, b.kc.data(), b.vc.data(), b.bs, b.num_blocks,
+                                b.n, b.lens.data(), b.table(l), b.width, b.bound, b.out.data(), attn_ws.data(),
+                                attn_ws.bytes(), s, nullptr);
+  };
+  auto products = [&](cudaStream_t s, int l) {
+    for (int i = 0; i < 4; ++i)
+      gemm.linear(x.data(), w[size_t(l) * 4 + i]->data(), nullptr, y.data(), M, mats[i].N, mats[i].K, s);
+  };
+  for (int i = 0; i < 4; ++i) products(main_s, 0);  // plans made (timed) outside any capture
+  NANOVLLM_CUDA_CHECK(cudaStreamSynchronize(main_s));
+
+  cudaEvent_t fork, join;
+  NANOVLLM_CUDA_CHECK(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming));
+  NANOVLLM_CUDA_CHECK(cudaEventCreateWithFlags(&join, cudaEventDisableTiming));
+  // ms of one replay of the graph captured from `body` on main_s (best of 5).
+  auto graph_ms = [&](const std::function<void()>& body) {
+    cudaGraph_t g = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    NANOVLLM_CUDA_CHECK(cudaStreamBeginCapture(main_s, cudaStreamCaptureModeThreadLocal));
+    body();
+    NANOVLLM_CUDA_CHECK(cudaStreamEndCapture(main_s, &g));
+    NANOVLLM_CUDA_CHECK(cudaGraphInstantiate(&exec, g, 0));
+    const double ms = median_ms(main_s, 5, [&] { NANOVLLM_CUDA_CHECK(cudaGraphLaunch(exec, main_s)); });
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(g);
+    return ms;
+  };
+  auto side_by_side = [&](cudaStream_t side) {
+    return [&, side] {
+      NANOVLLM_CUDA_CHECK(cudaEventRecord(fork, main_s));
+      NANOVLLM_CUDA_CHECK(cudaStreamWaitEvent(side, fork));
+      for (int l = 0; l < kLayers; ++l) {
+        attention(main_s, l);
+        products(side, l);
+      }
+      NANOVLLM_CUDA_CHECK(cudaEventRecord(join, side));
+      NANOVLLM_CUDA_CHECK(cudaStreamWaitEvent(main_s, join));
+    };
+  };
+  const double a = graph_ms([&] {
+    for (int l = 0; l < kLayers; ++l) attention(main_s, l);
+  });
+  const double pr = graph_ms([&] {
+    for (int l = 0; l < kLayers; ++l) products(main_s, l);
+  });
+  const double serial = graph_ms([&] {
+    for (int l = 0; l < kLayers; ++l) {
+      attention(main_s, l);
+      products(main_s, l);
+    }
+  });
+  const double eq = graph_ms(side_by_side(side_equal));
+  const double hi = graph_ms(side_by_side(side_high));
+  EXPECT_EQ(count_nonfinite(b.out), 0u);
+  std::printf("[ CudaAttention ] overlap  %d seqs, 28 layers: attention alone %.3f ms (%.0f GB/s), products alone "
+              "%.3f ms, one stream %.3f ms; side by side %.3f ms (hidden %.0f%%), products' stream high priority "
+              "%.3f ms (hidden %.0f%%)\n",
+              b.n, a, kLayers * b.kv_bytes() / a / 1e6, pr, serial, eq, 100 * (serial - eq) / pr, hi,
+              100 * (serial - hi) / pr);
+  cudaEventDestroy(fork);
+  cudaEventDestroy(join);
+  cudaStreamDestroy(main_s);
+  cudaStreamDestroy(side_equal);
+  cudaStreamDestroy(side_high);
 }
 
 // Prefill timing of n_seqs prompts of T tokens each (causal, whole prompts), blocks of bs
