@@ -1,5 +1,6 @@
 #include "loader/model_config.h"
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -76,8 +77,26 @@ void read_rope(const json& j, ModelConfig& c, const std::filesystem::path& where
     std::string type = "default";
     for (const char* tkey : {"rope_type", "type"})
       if (has(r, tkey) && r[tkey].is_string()) type = r[tkey].get<std::string>();
-    if (type != "default")
+    if (type == "llama3") {
+      auto need = [&](const char* f) {
+        if (!has(r, f)) field_error(where, key, "has rope type 'llama3' but no '" + std::string(f) + "'");
+        return get_number(r, f, where);
+      };
+      c.rope_factor = need("factor");
+      c.rope_low_freq_factor = need("low_freq_factor");
+      c.rope_high_freq_factor = need("high_freq_factor");
+      const double orig = need("original_max_position_embeddings");
+      if (!(c.rope_factor >= 1))
+        field_error(where, key, "factor must be at least 1, got " + std::to_string(c.rope_factor));
+      if (!(c.rope_low_freq_factor > 0) || !(c.rope_high_freq_factor > c.rope_low_freq_factor))
+        field_error(where, key, "needs 0 < low_freq_factor < high_freq_factor");
+      if (!(orig >= 1) || orig != std::floor(orig) || orig > 1e9)
+        field_error(where, key, "original_max_position_embeddings must be a positive integer");
+      c.rope_original_max_positions = static_cast<int>(orig);
+    } else if (type != "default") {
       field_error(where, key, "asks for rope type '" + type + "', which nanovllm does not support yet");
+    }
+    c.rope_type = type;
   }
   if (!(c.rope_theta > 0)) field_error(where, "rope_theta", "must be positive");
 }
@@ -145,6 +164,7 @@ ModelConfig parse_model_config(const std::string& text, const std::filesystem::p
   }
   if (has(j, "tie_word_embeddings")) c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", where);
   if (has(j, "attention_bias")) c.attention_bias = get_bool(j, "attention_bias", where);
+  if (has(j, "mlp_bias")) c.mlp_bias = get_bool(j, "mlp_bias", where);
   if (has(j, "hidden_act")) {
     if (!j["hidden_act"].is_string()) field_error(where, "hidden_act", "must be a string");
     c.hidden_act = j["hidden_act"].get<std::string>();

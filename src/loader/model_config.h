@@ -26,9 +26,16 @@ struct ModelConfig {
   int head_dim = 0;                     // default hidden_size / num_attention_heads
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
+  // rope_scaling / rope_parameters: "default" (none) or "llama3" (Llama 3.1's frequency
+  // rescaling: wavelengths past original/low_freq_factor divided by factor, those under
+  // original/high_freq_factor kept, a smooth blend between).
+  std::string rope_type = "default";
+  double rope_factor = 1.0, rope_low_freq_factor = 1.0, rope_high_freq_factor = 1.0;
+  int rope_original_max_positions = 0;
   DType torch_dtype = DType::F32;       // the dtype the checkpoint was saved in
   bool tie_word_embeddings = false;
   bool attention_bias = false;
+  bool mlp_bias = false;
   std::string hidden_act = "silu";
   std::vector<int> eos_token_ids;       // from config.json; generation_config may override
   std::optional<int> bos_token_id;

@@ -8,6 +8,7 @@
 namespace nanovllm {
 
 std::unique_ptr<CausalLM> make_qwen3(const ModelConfig&, Backend&);
+std::unique_ptr<CausalLM> make_llama(const ModelConfig&, Backend&);
 
 namespace {
 struct Registry {
@@ -22,6 +23,8 @@ Registry& registry() {
     auto* r = new Registry();
     r->factories["Qwen3ForCausalLM"] = make_qwen3;  // the built-in architectures
     r->by_model_type["qwen3"] = "Qwen3ForCausalLM";
+    r->factories["LlamaForCausalLM"] = make_llama;
+    r->by_model_type["llama"] = "LlamaForCausalLM";
     return r;
   }();
   return *r;

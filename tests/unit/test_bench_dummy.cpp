@@ -13,6 +13,7 @@
 #include "loader/dummy_weights.h"
 #include "nanovllm/llm.h"
 #include "runtime/error.h"
+#include "forwarding_backend.h"
 
 namespace nanovllm {
 namespace {
@@ -61,21 +62,20 @@ TEST(ModelPresets, Qwen3ConfigsAreThePublishedOnes) {
   EXPECT_EQ(bench::find_model_preset(kTiny), nullptr);
 }
 
-TEST(ModelPresets, LlamaNeedsItsArchitecture) {
+TEST(ModelPresets, Llama31ReadsItsRopeScaling) {
   const auto* p = bench::find_model_preset("llama-3.1-8b");
   ASSERT_NE(p, nullptr);
-  const auto j = nlohmann::json::parse(p->config_json);  // the data is kept, valid JSON
-  EXPECT_EQ(j["hidden_size"], 4096);
-  EXPECT_EQ(j["intermediate_size"], 14336);
-  EXPECT_EQ(j["vocab_size"], 128256);
-  EXPECT_EQ(j["rope_scaling"]["rope_type"], "llama3");
-  try {
-    bench::preset_model_config(*p);
-    FAIL() << "LlamaForCausalLM is not registered yet";
-  } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("LlamaForCausalLM"));
-    EXPECT_THAT(e.what(), HasSubstr("llama-3.1-8b"));
-  }
+  const ModelConfig c = bench::preset_model_config(*p);
+  EXPECT_EQ(c.architecture, "LlamaForCausalLM");
+  EXPECT_EQ(c.hidden_size, 4096);
+  EXPECT_EQ(c.intermediate_size, 14336);
+  EXPECT_EQ(c.vocab_size, 128256);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.rope_type, "llama3");
+  EXPECT_DOUBLE_EQ(c.rope_factor, 8.0);
+  EXPECT_DOUBLE_EQ(c.rope_low_freq_factor, 1.0);
+  EXPECT_DOUBLE_EQ(c.rope_high_freq_factor, 4.0);
+  EXPECT_EQ(c.rope_original_max_positions, 8192);
 }
 
 TEST(DummyWeights, ConfigFromPresetOrFolder) {
@@ -175,17 +175,25 @@ TEST(DummyWeights, EngineGenerates) {
   EXPECT_EQ(again.generate({std::vector<int32_t>{1, 2, 3}}, p)[0].token_ids, outs[0].token_ids);
 }
 
+// Refuses every allocation: a model build that starts, fails at once, without memory.
+class NoMemoryBackend final : public test::ForwardingBackend {
+ public:
+  Tensor empty(const std::vector<int64_t>&, DType) override { throw Error("NoMemoryBackend: no allocation"); }
+};
+
 TEST(DummyWeights, EngineTakesAPresetWithoutAFolder) {
-  // A preset name never resolves to a folder; an architecture this build lacks is an Error
-  // naming it (Llama needs no memory to fail).
+  // A preset name (or its hub id) never resolves to a folder: the engine goes straight to
+  // building the model, which this backend stops at its first allocation (8B of weights
+  // would take minutes on the CPU).
   Config c;
   c.backend = "cpu";
   c.load_format = "dummy";
+  c.model = "meta-llama/Llama-3.1-8B";
   try {
-    LLM llm("meta-llama/Llama-3.1-8B", c);
-    FAIL() << "no Llama architecture yet";
+    LLMEngine engine(c, std::make_unique<NoMemoryBackend>());
+    FAIL() << "the backend refuses every allocation";
   } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("LlamaForCausalLM"));
+    EXPECT_THAT(e.what(), HasSubstr("NoMemoryBackend"));
   }
   // Without load_format dummy a preset name is a model path like any other.
   c.load_format = "auto";

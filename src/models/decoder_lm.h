@@ -1,0 +1,17 @@
+// The decoder that the Llama family shares (decoder_lm.cpp): what differs between its members
+// is a few options, so an architecture of the family is one small file that picks them.
+#pragma once
+
+#include <memory>
+
+#include "models/model.h"
+
+namespace nanovllm {
+
+struct DecoderOptions {
+  bool qk_norm = false;  // RMSNorm on each query and key head before the rotation (Qwen3)
+};
+
+std::unique_ptr<CausalLM> make_decoder_lm(const ModelConfig& config, Backend& backend, const DecoderOptions& options);
+
+}  // namespace nanovllm

@@ -1,0 +1,270 @@
+// LlamaForCausalLM: config.json's "llama3" rope scaling, Llama 3.1's rescaled frequencies
+// against their definition, and a tiny random Llama on the CPU backend against a plain
+// double-precision transformer written here from the architecture's description (no q/k norms,
+// rotate-half rotary with the rescaled frequencies, grouped-query attention, SwiGLU, untied
+// lm_head). The comparison with transformers itself runs where transformers is (the device).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../test_util.h"
+#include "engine/prompt_logits.h"
+#include "layers/rotary.h"
+#include "loader/model_config.h"
+#include "models/model.h"
+#include "runtime/error.h"
+
+namespace nanovllm {
+namespace {
+using ::testing::HasSubstr;
+
+std::string llama_json(const std::string& rope_scaling) {
+  return R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 32,
+    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
+    "intermediate_size": 48, "vocab_size": 64, "max_position_embeddings": 128, "rms_norm_eps": 1e-5,
+    "rope_theta": 10000.0, "tie_word_embeddings": false, "attention_bias": false, "mlp_bias": false,
+    "rope_scaling": )" + rope_scaling + "}";
+}
+// Wavelengths 2 pi / theta^(-2i/8) = 6.3, 63, 628, 6283 against 64 / 1 and 64 / 4: the first
+// kept, the second blended, the last two divided by the factor.
+const char* kScaling =
+    R"({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 64})";
+
+std::string parse_error(const std::string& text) {
+  try {
+    parse_model_config(text, "config.json");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(LlamaConfig, ReadsLlama3RopeScaling) {
+  const ModelConfig c = parse_model_config(llama_json(kScaling), "config.json");
+  EXPECT_EQ(c.architecture, "LlamaForCausalLM");
+  EXPECT_EQ(c.rope_type, "llama3");
+  EXPECT_DOUBLE_EQ(c.rope_factor, 8.0);
+  EXPECT_DOUBLE_EQ(c.rope_low_freq_factor, 1.0);
+  EXPECT_DOUBLE_EQ(c.rope_high_freq_factor, 4.0);
+  EXPECT_EQ(c.rope_original_max_positions, 64);
+  EXPECT_FALSE(c.mlp_bias);
+}
+
+TEST(LlamaConfig, IncompleteOrInvalidLlama3ScalingIsNamed) {
+  EXPECT_THAT(parse_error(llama_json(R"({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                         "high_freq_factor": 4.0})")),
+              HasSubstr("rope type 'llama3' but no 'original_max_position_embeddings'"));
+  EXPECT_THAT(parse_error(llama_json(R"({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0,
+                                         "high_freq_factor": 1.0, "original_max_position_embeddings": 64})")),
+              HasSubstr("0 < low_freq_factor < high_freq_factor"));
+  EXPECT_THAT(parse_error(llama_json(R"({"rope_type": "llama3", "factor": 0.5, "low_freq_factor": 1.0,
+                                         "high_freq_factor": 4.0, "original_max_position_embeddings": 64})")),
+              HasSubstr("factor must be at least 1"));
+  EXPECT_THAT(parse_error(llama_json(R"({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                         "high_freq_factor": 4.0, "original_max_position_embeddings": 6.5})")),
+              HasSubstr("original_max_position_embeddings must be a positive integer"));
+}
+
+// Llama 3.1's rescaling (Meta's apply_scaling, transformers' _compute_llama3_parameters), in
+// double: wavelengths above old / low divided by factor, below old / high kept, and between,
+// (1 - s) f / factor + s f with s = (old / wavelength - low) / (high - low).
+std::vector<double> llama3_inv_freq(int d, double theta, double factor, double low, double high, double old) {
+  std::vector<double> f(d / 2);
+  for (int i = 0; i < d / 2; ++i) {
+    const double base = 1.0 / std::pow(theta, 2.0 * i / d);
+    const double wavelen = 2 * M_PI / base;
+    if (wavelen < old / high) f[i] = base;
+    else if (wavelen > old / low) f[i] = base / factor;
+    else {
+      const double s = (old / wavelen - low) / (high - low);
+      f[i] = (1 - s) * base / factor + s * base;
+    }
+  }
+  return f;
+}
+
+TEST(LlamaRope, Llama31FrequenciesFollowTheirDefinition) {
+  ModelConfig c;
+  c.head_dim = 128;
+  c.rope_theta = 500000.0;
+  c.rope_type = "llama3";
+  c.rope_factor = 8;
+  c.rope_low_freq_factor = 1;
+  c.rope_high_freq_factor = 4;
+  c.rope_original_max_positions = 8192;
+  const std::vector<float> ours = rope_inv_freq(c);
+  const std::vector<double> ref = llama3_inv_freq(128, 500000.0, 8, 1, 4, 8192);
+  ASSERT_EQ(ours.size(), ref.size());
+  int kept = 0, divided = 0, blended = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    EXPECT_NEAR(ours[i], ref[i], 2e-6 * ref[i]) << "frequency " << i;
+    const double base = 1.0 / std::pow(500000.0, 2.0 * double(i) / 128);
+    const double wavelen = 2 * M_PI / base;
+    kept += wavelen < 2048;
+    divided += wavelen > 8192;
+    blended += wavelen >= 2048 && wavelen <= 8192;
+  }
+  EXPECT_GT(kept, 0);
+  EXPECT_GT(divided, 0);
+  EXPECT_GT(blended, 0);
+  // Without scaling the frequencies are theta^(-2i/d) (Qwen3's, unchanged).
+  c.rope_type = "default";
+  const std::vector<float> plain = rope_inv_freq(c);
+  for (size_t i = 0; i < plain.size(); ++i)
+    EXPECT_NEAR(plain[i], 1.0 / std::pow(500000.0, 2.0 * double(i) / 128), 1e-6 * plain[i]);
+}
+
+// ---- A tiny Llama against a plain transformer ----
+
+using Mat = std::vector<double>;  // row-major
+
+struct Weights {
+  std::map<std::string, std::vector<float>> values;
+  std::map<std::string, std::vector<int64_t>> shapes;
+  Mat get(const std::string& name) const {
+    const auto& v = values.at(name);
+    return Mat(v.begin(), v.end());
+  }
+};
+
+// x (T, K) times w (N, K)^T.
+Mat matmul_t(const Mat& x, const Mat& w, int T, int K, int N) {
+  Mat out(size_t(T) * N, 0.0);
+  for (int t = 0; t < T; ++t)
+    for (int n = 0; n < N; ++n) {
+      double s = 0;
+      for (int k = 0; k < K; ++k) s += x[size_t(t) * K + k] * w[size_t(n) * K + k];
+      out[size_t(t) * N + n] = s;
+    }
+  return out;
+}
+
+Mat rms_norm(const Mat& x, const Mat& w, int T, int H, double eps) {
+  Mat out(x.size());
+  for (int t = 0; t < T; ++t) {
+    double ss = 0;
+    for (int h = 0; h < H; ++h) ss += x[size_t(t) * H + h] * x[size_t(t) * H + h];
+    const double inv = 1.0 / std::sqrt(ss / H + eps);
+    for (int h = 0; h < H; ++h) out[size_t(t) * H + h] = x[size_t(t) * H + h] * inv * w[h];
+  }
+  return out;
+}
+
+// Rotate-half rotary on each head of x (T, heads d), position t for row t.
+void rotate(Mat& x, int T, int heads, int d, const std::vector<double>& inv_freq) {
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < heads; ++h) {
+      double* r = x.data() + (size_t(t) * heads + h) * d;
+      for (int i = 0; i < d / 2; ++i) {
+        const double a = t * inv_freq[i], c = std::cos(a), s = std::sin(a);
+        const double x0 = r[i], x1 = r[i + d / 2];
+        r[i] = x0 * c - x1 * s;
+        r[i + d / 2] = x1 * c + x0 * s;
+      }
+    }
+}
+
+// Logits (T, V) of one prompt.
+Mat reference_logits(const ModelConfig& c, const Weights& w, const std::vector<int32_t>& ids) {
+  const int T = int(ids.size()), H = c.hidden_size, nh = c.num_attention_heads, nkv = c.num_key_value_heads;
+  const int d = c.head_dim, I = c.intermediate_size, V = c.vocab_size;
+  const std::vector<double> inv_freq =
+      llama3_inv_freq(d, c.rope_theta, c.rope_factor, c.rope_low_freq_factor, c.rope_high_freq_factor,
+                      c.rope_original_max_positions);
+  const Mat embed = w.get("model.embed_tokens.weight");
+  Mat x(size_t(T) * H);
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < H; ++h) x[size_t(t) * H + h] = embed[size_t(ids[t]) * H + h];
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l);
+    const Mat h1 = rms_norm(x, w.get(p + ".input_layernorm.weight"), T, H, c.rms_norm_eps);
+    Mat q = matmul_t(h1, w.get(p + ".self_attn.q_proj.weight"), T, H, nh * d);
+    Mat k = matmul_t(h1, w.get(p + ".self_attn.k_proj.weight"), T, H, nkv * d);
+    const Mat v = matmul_t(h1, w.get(p + ".self_attn.v_proj.weight"), T, H, nkv * d);
+    rotate(q, T, nh, d, inv_freq);
+    rotate(k, T, nkv, d, inv_freq);
+    Mat attn(size_t(T) * nh * d, 0.0);
+    for (int t = 0; t < T; ++t)
+      for (int hq = 0; hq < nh; ++hq) {
+        const int hk = hq / (nh / nkv);
+        std::vector<double> s(t + 1);
+        double mx = -1e300;
+        for (int u = 0; u <= t; ++u) {
+          double dot = 0;
+          for (int e = 0; e < d; ++e) dot += q[(size_t(t) * nh + hq) * d + e] * k[(size_t(u) * nkv + hk) * d + e];
+          s[u] = dot / std::sqrt(double(d));
+          mx = std::max(mx, s[u]);
+        }
+        double z = 0;
+        for (double& e : s) z += (e = std::exp(e - mx));
+        for (int u = 0; u <= t; ++u)
+          for (int e = 0; e < d; ++e) attn[(size_t(t) * nh + hq) * d + e] += s[u] / z * v[(size_t(u) * nkv + hk) * d + e];
+      }
+    const Mat o = matmul_t(attn, w.get(p + ".self_attn.o_proj.weight"), T, nh * d, H);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
+    const Mat h2 = rms_norm(x, w.get(p + ".post_attention_layernorm.weight"), T, H, c.rms_norm_eps);
+    const Mat gate = matmul_t(h2, w.get(p + ".mlp.gate_proj.weight"), T, H, I);
+    const Mat up = matmul_t(h2, w.get(p + ".mlp.up_proj.weight"), T, H, I);
+    Mat act(gate.size());
+    for (size_t i = 0; i < act.size(); ++i) act[i] = gate[i] / (1 + std::exp(-gate[i])) * up[i];
+    const Mat down = matmul_t(act, w.get(p + ".mlp.down_proj.weight"), T, I, H);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += down[i];
+  }
+  const Mat hf = rms_norm(x, w.get("model.norm.weight"), T, H, c.rms_norm_eps);
+  return matmul_t(hf, w.get("lm_head.weight"), T, H, V);
+}
+
+TEST(LlamaModel, MatchesAPlainTransformer) {
+  ModelConfig c = parse_model_config(llama_json(kScaling), "config.json");
+  auto backend = make_cpu_backend();
+  auto model = create_model(c, *backend);
+  // Random weights for every parameter the model asks for: norms near 1, matrices ~0.2.
+  std::mt19937 gen(1234);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  Weights w;
+  TensorMap tensors;
+  model->params().for_each([&](const std::string& name, Tensor&, const std::vector<int64_t>& shape, int64_t) {
+    if (w.values.count(name)) return;
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    std::vector<float> v(static_cast<size_t>(n));
+    const bool norm = name.find("norm") != std::string::npos;
+    for (float& e : v) e = norm ? 1.f + 0.2f * u(gen) : 0.35f * u(gen);
+    w.values[name] = std::move(v);
+    w.shapes[name] = shape;
+  });
+  ASSERT_TRUE(w.values.count("lm_head.weight"));
+  ASSERT_FALSE(w.values.count("model.layers.0.self_attn.q_norm.weight")) << "Llama has no q/k norms";
+  for (auto& [name, v] : w.values) {
+    TensorView t;
+    t.dtype = DType::F32;
+    t.shape = w.shapes[name];
+    t.data = reinterpret_cast<const std::byte*>(v.data());
+    t.nbytes = v.size() * sizeof(float);
+    t.source = "test";
+    tensors.emplace(name, t);
+  }
+  model->params().load(tensors, *backend, "random test weights");
+
+  const std::vector<std::vector<int32_t>> prompts = {{1, 17, 5, 63, 2, 40, 40, 9, 31, 0, 12, 55, 7},
+                                                     {3, 3, 60}};
+  const PromptLogits got = prompt_logits(*model, *backend, prompts);
+  ASSERT_EQ(got.logits.size(), prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const Mat ref = reference_logits(c, w, prompts[i]);
+    const std::vector<float> ref_f(ref.begin(), ref.end());
+    ASSERT_EQ(got.logits[i].size(), ref_f.size());
+    EXPECT_LT(test::rel_error(got.logits[i], ref_f), 1e-5) << "prompt " << i;
+  }
+}
+
+}  // namespace
+}  // namespace nanovllm
