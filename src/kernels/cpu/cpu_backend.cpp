@@ -4,11 +4,16 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <fstream>
+#include <memory>
 #include <new>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/cpu_ops.h"
@@ -30,8 +35,41 @@ void expect_i32(const Tensor& t, const char* op, const char* name) {
          std::string(name) + " must be an int32 CPU tensor");
 }
 
+// The most bytes this backend's live tensors may hold: NANOVLLM_CPU_MEMORY_MB when set, else
+// what /proc/meminfo calls MemAvailable when the backend is made; 0: no limit known. Linux
+// grants allocations it cannot back (overcommit) and kills the process when their pages are
+// touched, so a model too large for the machine is refused here, by name, before its weights
+// are written.
+size_t cpu_memory_budget() {
+  if (const char* v = std::getenv("NANOVLLM_CPU_MEMORY_MB")) {
+    char* end = nullptr;
+    const unsigned long long mb = std::strtoull(v, &end, 10);  // (it would wrap a leading '-')
+    if (!(*v >= '0' && *v <= '9') || *end != '\0' || mb == 0 || mb > (1ull << 40))
+      throw Error(std::string("NANOVLLM_CPU_MEMORY_MB must be a positive whole number of MiB, got '") + v + "'");
+    return static_cast<size_t>(mb) << 20;
+  }
+  std::ifstream in("/proc/meminfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("MemAvailable:", 0) != 0) continue;
+    std::istringstream fields(line.substr(13));
+    unsigned long long kb = 0;
+    if (fields >> kb) return static_cast<size_t>(kb) << 10;
+  }
+  return 0;
+}
+
+std::string human_bytes(size_t bytes) {
+  std::ostringstream o;
+  o.precision(3);
+  if (bytes >= (size_t{1} << 30)) o << static_cast<double>(bytes) / (1ull << 30) << " GiB";
+  else o << static_cast<double>(bytes) / (1ull << 20) << " MiB";
+  return o.str();
+}
+
 class CpuBackend final : public Backend {
  public:
+  CpuBackend() : budget_(cpu_memory_budget()), live_(std::make_shared<std::atomic<size_t>>(0)) {}
   std::string name() const override { return "cpu"; }
   Device device() const override { return Device::CPU; }
   DType compute_dtype() const override { return DType::F32; }
@@ -40,9 +78,21 @@ class CpuBackend final : public Backend {
     const size_t bytes = checked_nbytes(shape, dtype, "cpu backend");
     // 64-byte alignment: whole cache lines per row start, and aligned vector loads.
     const size_t rounded = (bytes + 63) / 64 * 64;
+    const size_t live = live_->load();
+    if (budget_ && rounded > budget_ - std::min(budget_, live))
+      throw Error("cpu backend: out of memory: " + std::to_string(bytes) + " more bytes would bring its tensors to " +
+                  human_bytes(live + rounded) + ", over the " + human_bytes(budget_) +
+                  " available (MemAvailable when the backend started, or NANOVLLM_CPU_MEMORY_MB)");
     void* p = rounded ? std::aligned_alloc(64, rounded) : nullptr;
     if (rounded && !p) throw Error("cpu backend: out of memory allocating " + std::to_string(bytes) + " bytes");
-    return Tensor(dtype, shape, Device::CPU, std::shared_ptr<void>(p, std::free), p);
+    live_->fetch_add(rounded);
+    // The count outlives the backend: tensors may.
+    return Tensor(dtype, shape, Device::CPU,
+                  std::shared_ptr<void>(p, [live = live_, rounded](void* q) {
+                    std::free(q);
+                    live->fetch_sub(rounded);
+                  }),
+                  p);
   }
 
   void copy_from_host(Tensor& dst, const void* src, size_t nbytes) override {
@@ -284,6 +334,9 @@ class CpuBackend final : public Backend {
  private:
   std::deque<SamplerOutput> uncollected_;  // sample_async()'s results, oldest first
   Tensor sampled_;                          // the latest sampling call's tokens
+ private:
+  size_t budget_;                                // 0: no limit known
+  std::shared_ptr<std::atomic<size_t>> live_;    // bytes held by this backend's tensors
 };
 
 }  // namespace
