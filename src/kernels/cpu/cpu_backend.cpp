@@ -78,14 +78,18 @@ class CpuBackend final : public Backend {
     const size_t bytes = checked_nbytes(shape, dtype, "cpu backend");
     // 64-byte alignment: whole cache lines per row start, and aligned vector loads.
     const size_t rounded = (bytes + 63) / 64 * 64;
-    const size_t live = live_->load();
-    if (budget_ && rounded > budget_ - std::min(budget_, live))
-      throw Error("cpu backend: out of memory: " + std::to_string(bytes) + " more bytes would bring its tensors to " +
-                  human_bytes(live + rounded) + ", over the " + human_bytes(budget_) +
-                  " available (MemAvailable when the backend started, or NANOVLLM_CPU_MEMORY_MB)");
-    void* p = rounded ? std::aligned_alloc(64, rounded) : nullptr;
-    if (rounded && !p) throw Error("cpu backend: out of memory allocating " + std::to_string(bytes) + " bytes");
-    live_->fetch_add(rounded);
+    // Reserve, then check: the count and the check cannot interleave with another allocation.
+    const size_t live = live_->fetch_add(rounded) + rounded;
+    void* p = nullptr;
+    if (!(budget_ && live > budget_) && rounded) p = std::aligned_alloc(64, rounded);
+    if (rounded && !p) {
+      live_->fetch_sub(rounded);
+      if (budget_ && live > budget_)
+        throw Error("cpu backend: out of memory: " + std::to_string(bytes) + " more bytes would bring its tensors to " +
+                    human_bytes(live) + ", over the " + human_bytes(budget_) +
+                    " available (MemAvailable when the backend started, or NANOVLLM_CPU_MEMORY_MB)");
+      throw Error("cpu backend: out of memory allocating " + std::to_string(bytes) + " bytes");
+    }
     // The count outlives the backend: tensors may.
     return Tensor(dtype, shape, Device::CPU,
                   std::shared_ptr<void>(p, [live = live_, rounded](void* q) {
@@ -334,7 +338,6 @@ class CpuBackend final : public Backend {
  private:
   std::deque<SamplerOutput> uncollected_;  // sample_async()'s results, oldest first
   Tensor sampled_;                          // the latest sampling call's tokens
- private:
   size_t budget_;                                // 0: no limit known
   std::shared_ptr<std::atomic<size_t>> live_;    // bytes held by this backend's tensors
 };
