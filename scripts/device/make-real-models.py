@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""On the GPU machine: real-size Qwen3 models with random weights, and transformers' logits.
+"""On the GPU machine: real-size models with random weights, and transformers' logits.
 
-Usage: make-real-models.py OUT_DIR [0.6b 1.7b ...]
-For each size: OUT_DIR/qwen3-<size>/ holds the model (bf16 safetensors, the published config
+Usage: make-real-models.py OUT_DIR [0.6b 1.7b llama-3.2-1b ...]
+For each size: OUT_DIR/qwen3-<size>/ (OUT_DIR/<name>/ for the Llama ones) holds the model (bf16 safetensors, the published config
 with random weights from transformers' own initialisation, seed 0) and reference.safetensors:
 prompt.<i> (int64 token ids), logits.<i> (transformers' bf16 forward on this GPU, sdpa
 attention), logits_eager.<i> (the same with its eager attention) and logits_f32.<i> (its float32 forward of the same bf16 weights, TF32 off: the
@@ -18,13 +18,25 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from transformers import Qwen3Config, Qwen3ForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
 PUBLISHED = {  # from the Hugging Face config.json of Qwen/Qwen3-*
     "0.6b": dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
                  num_key_value_heads=8, tie_word_embeddings=True),
     "1.7b": dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,
                  num_key_value_heads=8, tie_word_embeddings=True),
+}
+# Llama 3.2 1B's published config (meta-llama/Llama-3.2-1B): the real 128,256-token vocabulary,
+# head_dim 64, and Llama 3's rope scaling at factor 32, whose rescaled frequencies act at every
+# position (the prompts below are short; the low-frequency dimensions are divided by 32 anyway).
+LLAMA = {
+    "llama-3.2-1b": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                         num_attention_heads=32, num_key_value_heads=8, head_dim=64,
+                         max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5,
+                         rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+                                       "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+                         hidden_act="silu", attention_bias=False, mlp_bias=False, tie_word_embeddings=True,
+                         bos_token_id=128000, eos_token_id=128001, torch_dtype="bfloat16"),
 }
 COMMON = dict(vocab_size=151936, head_dim=128, max_position_embeddings=40960, rope_theta=1000000.0,
               rms_norm_eps=1e-6, hidden_act="silu", attention_bias=False, bos_token_id=151643,
@@ -37,19 +49,23 @@ def main():
     sizes = sys.argv[2:] or ["0.6b", "1.7b"]
     for size in sizes:
         t0 = time.time()
-        d = out_root / f"qwen3-{size}"
+        if size in LLAMA:
+            d = out_root / size
+            cfg, Model = LlamaConfig(**LLAMA[size]), LlamaForCausalLM
+        else:
+            d = out_root / f"qwen3-{size}"
+            cfg, Model = Qwen3Config(**PUBLISHED[size], **COMMON), Qwen3ForCausalLM
         d.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(0)
-        cfg = Qwen3Config(**PUBLISHED[size], **COMMON)
         with torch.device("cuda"):
-            model = Qwen3ForCausalLM(cfg)
+            model = Model(cfg)
         model = model.to(torch.bfloat16).eval()
         model.save_pretrained(d, safe_serialization=True)
         # Reload, as a user would: `.to(bfloat16)` above also rounds the rotary inv_freq buffer
         # to bf16 (an angle error growing with position: ~0.6 rad at position 333), which
         # from_pretrained does not do. The reference must be transformers as users run it.
         del model
-        model = Qwen3ForCausalLM.from_pretrained(d, dtype=torch.bfloat16, attn_implementation="sdpa").cuda().eval()
+        model = Model.from_pretrained(d, dtype=torch.bfloat16, attn_implementation="sdpa").cuda().eval()
         print(json.dumps({"model": str(d), "rotary_inv_freq_dtype": str(model.model.rotary_emb.inv_freq.dtype)}),
               flush=True)
         g = torch.Generator().manual_seed(7)
@@ -63,7 +79,7 @@ def main():
                 ref[f"logits.{i}"] = logits.to(torch.bfloat16).cpu().contiguous()
             # transformers against itself: the same bf16 weights through its eager attention.
             del model
-            model = Qwen3ForCausalLM.from_pretrained(d, dtype=torch.bfloat16, attn_implementation="eager").cuda().eval()
+            model = Model.from_pretrained(d, dtype=torch.bfloat16, attn_implementation="eager").cuda().eval()
             num = den = 0.0
             same = rows = 0
             for i, (p, b) in enumerate(zip(prompts, bf16_logits)):
@@ -79,7 +95,7 @@ def main():
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
             del model
-            model = Qwen3ForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="sdpa").cuda().eval()
+            model = Model.from_pretrained(d, dtype=torch.float32, attn_implementation="sdpa").cuda().eval()
             num = den = 0.0
             same = rows = 0
             for i, (p, b) in enumerate(zip(prompts, bf16_logits)):

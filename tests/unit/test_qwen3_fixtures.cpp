@@ -99,7 +99,8 @@ INSTANTIATE_TEST_SUITE_P(AllFixtures, Qwen3Fixture,
                                            "qwen3-tied-bf16-g4-d64", "qwen3-untied-bf16-g2-d128-sharded",
                                            "qwen3-untied-f16-g2-d64", "qwen3-untied-f32-g4-d64-bin",
                                            "qwen3-tied-bf16-g1-d128-bin-sharded",
-                                           "qwen3-tied-f32-g2-d64-bias"),
+                                           "qwen3-tied-f32-g2-d64-bias", "llama-untied-f32-g2-d64-rope3",
+                                           "llama-tied-bf16-g4-d64"),
                          [](const auto& info) {
                            std::string s = info.param;
                            for (char& c : s) if (c == '-') c = '_';
