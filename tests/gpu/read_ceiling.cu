@@ -33,7 +33,8 @@ template <int kStages>
 __global__ void __launch_bounds__(128) read_kv_pattern_kernel(const uint16_t* __restrict__ kc,
                                                               const uint16_t* __restrict__ vc, int nkv, int bs,
                                                               const int32_t* lens, const int32_t* tables,
-                                                              int max_blocks, int unit, unsigned* sink) {
+                                                              int max_blocks, int unit, bool head_major,
+                                                              unsigned* sink) {
   constexpr int D = 128, KW = 8, kStage = 4096, kHalf = 2048;
   extern __shared__ __align__(16) char smem[];
   const int seq = blockIdx.z, kvh = blockIdx.y;
@@ -42,7 +43,9 @@ __global__ void __launch_bounds__(128) read_kv_pattern_kernel(const uint16_t* __
   if (k_begin >= n) return;
   const int k_end = min(n, k_begin + unit);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, sub = lane / 16, c = lane % 16;
-  const int64_t kv_row = int64_t{nkv} * D, col = int64_t{kvh} * D + c * 8;
+  // Token-major (the engine's (blocks, block_size, nkv, D)): a head's rows are nkv * D apart.
+  // Head-major ((blocks, nkv, block_size, D)): a head's block is one contiguous run.
+  const int64_t kv_row = head_major ? D : int64_t{nkv} * D, col = head_major ? c * 8 : int64_t{kvh} * D + c * 8;
   const int32_t* table = tables + int64_t{seq} * max_blocks;
   const int first = k_begin + warp * KW;
   const int nt = first < k_end ? (k_end - first + 4 * KW - 1) / (4 * KW) : 0;
@@ -55,7 +58,8 @@ __global__ void __launch_bounds__(128) read_kv_pattern_kernel(const uint16_t* __
     const uint32_t stage = ring_s + (j % kStages) * kStage;
     if (j < nt) {
       const int32_t blk = __ldg(table + key0 / bs);
-      const int64_t base = (int64_t{blk} * bs + key0 % bs) * kv_row + col;
+      const int64_t base = head_major ? ((int64_t{blk} * nkv + kvh) * bs + key0 % bs) * D + col
+                                      : (int64_t{blk} * bs + key0 % bs) * kv_row + col;
 #pragma unroll
       for (int u = 0; u < 4; ++u) {
         const int r = u * 2 + sub;
@@ -84,11 +88,13 @@ __global__ void __launch_bounds__(128) read_kv_pattern_kernel(const uint16_t* __
 
 template <int kStages>
 void launch_pattern(dim3 grid, cudaStream_t stream, const uint16_t* kc, const uint16_t* vc, int nkv, int bs,
-                    const int32_t* lens, const int32_t* tables, int max_blocks, int unit, unsigned* sink) {
+                    const int32_t* lens, const int32_t* tables, int max_blocks, int unit, bool head_major,
+                    unsigned* sink) {
   const int smem = 4 * kStages * 4096;
   NANOVLLM_CUDA_CHECK(cudaFuncSetAttribute(read_kv_pattern_kernel<kStages>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  read_kv_pattern_kernel<kStages><<<grid, 128, smem, stream>>>(kc, vc, nkv, bs, lens, tables, max_blocks, unit, sink);
+  read_kv_pattern_kernel<kStages><<<grid, 128, smem, stream>>>(kc, vc, nkv, bs, lens, tables, max_blocks, unit,
+                                                                              head_major, sink);
   NANOVLLM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -104,15 +110,15 @@ void read_stream(const void* p, int64_t n16, unsigned* sink, cudaStream_t stream
 
 void read_kv_pattern(const void* k_cache, const void* v_cache, int nkv, int block_size, int num_seqs,
                      const int32_t* context_lens, const int32_t* block_tables, int max_blocks, int max_context_len,
-                     int unit, int stages, unsigned* sink, cudaStream_t stream) {
+                     int unit, int stages, bool head_major, unsigned* sink, cudaStream_t stream) {
   const dim3 grid((max_context_len + unit - 1) / unit, nkv, num_seqs);
   const auto* kc = static_cast<const uint16_t*>(k_cache);
   const auto* vc = static_cast<const uint16_t*>(v_cache);
   switch (stages) {
-    case 2: return launch_pattern<2>(grid, stream, kc, vc, nkv, block_size, context_lens, block_tables, max_blocks, unit, sink);
-    case 4: return launch_pattern<4>(grid, stream, kc, vc, nkv, block_size, context_lens, block_tables, max_blocks, unit, sink);
-    case 6: return launch_pattern<6>(grid, stream, kc, vc, nkv, block_size, context_lens, block_tables, max_blocks, unit, sink);
-    case 8: return launch_pattern<8>(grid, stream, kc, vc, nkv, block_size, context_lens, block_tables, max_blocks, unit, sink);
+    case 2: return launch_pattern<2>(grid, stream, kc, vc, nkv, block_size, context_lens, block_tables, max_blocks, unit, head_major, sink);
+    case 4: return launch_pattern<4>(grid, stream, kc, vc, nkv, block_size, context_lens, block_tables, max_blocks, unit, head_major, sink);
+    case 6: return launch_pattern<6>(grid, stream, kc, vc, nkv, block_size, context_lens, block_tables, max_blocks, unit, head_major, sink);
+    case 8: return launch_pattern<8>(grid, stream, kc, vc, nkv, block_size, context_lens, block_tables, max_blocks, unit, head_major, sink);
     default: NANOVLLM_CUDA_CHECK(cudaErrorInvalidValue);
   }
 }

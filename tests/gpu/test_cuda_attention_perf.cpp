@@ -228,12 +228,17 @@ TEST(CudaAttentionPerf, ReadCeiling) {
     line("contiguous read (K and V, whole cache)", stream_ms, 2.0 * double(whole));
     for (int unit : {256, 512}) {
       for (int stages : {2, 4, 6, 8}) {
-        int launches = 0;
-        const double ms = median_ms(stream, 50, [&] {
-          testing::read_kv_pattern(b.kc.data(), b.vc.data(), b.nkv, b.bs, b.n, b.lens.data(), b.table(launches++),
-                                   b.width, b.bound, unit, stages, sink.data(), stream);
-        });
-        line("pattern read, " + std::to_string(unit) + "-key CTAs, " + std::to_string(stages) + " stages", ms, kv);
+        for (bool head_major : {false, true}) {
+          if (head_major && unit != 256) continue;
+          int launches = 0;
+          const double ms = median_ms(stream, 50, [&] {
+            testing::read_kv_pattern(b.kc.data(), b.vc.data(), b.nkv, b.bs, b.n, b.lens.data(), b.table(launches++),
+                                     b.width, b.bound, unit, stages, head_major, sink.data(), stream);
+          });
+          line(std::string("pattern read, ") + (head_major ? "head-major cache, " : "") + std::to_string(unit) +
+                   "-key CTAs, " + std::to_string(stages) + " stages",
+               ms, kv);
+        }
       }
     }
     line("the decode kernel (two kernels)", b.time_kernel(stream, false), kv);
