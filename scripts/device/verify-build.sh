@@ -15,7 +15,7 @@ scripts/device/unpack-build.sh
 T=build/tests/gpu_tests
 N=build/tools/nanovllm
 echo "card: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
-timeout "${TEST_TIMEOUT:-300}" $T --gtest_filter="${FILTER:-Cuda*-*Perf*:CudaRealSize*}" >"$OUT/tests.log" 2>&1
+timeout "${TEST_TIMEOUT:-300}" $T --gtest_filter="${FILTER:-Cuda*:*/Cuda*-*Perf*:CudaRealSize*}" >"$OUT/tests.log" 2>&1
 echo "tests (exit $?): $(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$OUT/tests.log" | tr '\n' ' ')"
 grep -E '^\[  FAILED  \] [A-Za-z]|Failure|greedy|transformers' "$OUT/tests.log" | head -12
 if [ "${DECODE_TIMINGS:-0}" = 1 ]; then
