@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """On the GPU machine: real-size models with random weights, and transformers' logits.
 
-Usage: make-real-models.py OUT_DIR [0.6b 1.7b llama-3.2-1b ...]
+Usage: make-real-models.py OUT_DIR [0.6b 1.7b llama-3.2-1b qwen2.5-0.5b ...]
 For each size: OUT_DIR/qwen3-<size>/ (OUT_DIR/<name>/ for the Llama ones) holds the model (bf16 safetensors, the published config
 with random weights from transformers' own initialisation, seed 0) and reference.safetensors:
 prompt.<i> (int64 token ids), logits.<i> (transformers' bf16 forward on this GPU, sdpa
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
 PUBLISHED = {  # from the Hugging Face config.json of Qwen/Qwen3-*
     "0.6b": dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
@@ -38,6 +38,15 @@ LLAMA = {
                          hidden_act="silu", attention_bias=False, mlp_bias=False, tie_word_embeddings=True,
                          bos_token_id=128000, eos_token_id=128001, torch_dtype="bfloat16"),
 }
+# Qwen2.5 0.5B's published config (Qwen/Qwen2.5-0.5B): q/k/v biases, 14 query heads over 2 KV
+# heads (a group of 7: not a power of two), head_dim 64, tied embeddings.
+QWEN2 = {
+    "qwen2.5-0.5b": dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                         num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
+                         rope_theta=1000000.0, rms_norm_eps=1e-6, sliding_window=32768, max_window_layers=21,
+                         use_sliding_window=False, hidden_act="silu", tie_word_embeddings=True,
+                         bos_token_id=151643, eos_token_id=151643, torch_dtype="bfloat16"),
+}
 COMMON = dict(vocab_size=151936, head_dim=128, max_position_embeddings=40960, rope_theta=1000000.0,
               rms_norm_eps=1e-6, hidden_act="silu", attention_bias=False, bos_token_id=151643,
               eos_token_id=151645, torch_dtype="bfloat16")
@@ -52,6 +61,9 @@ def main():
         if size in LLAMA:
             d = out_root / size
             cfg, Model = LlamaConfig(**LLAMA[size]), LlamaForCausalLM
+        elif size in QWEN2:
+            d = out_root / size
+            cfg, Model = Qwen2Config(**QWEN2[size]), Qwen2ForCausalLM
         else:
             d = out_root / f"qwen3-{size}"
             cfg, Model = Qwen3Config(**PUBLISHED[size], **COMMON), Qwen3ForCausalLM

@@ -21,7 +21,7 @@ LLMEngine::LLMEngine(Config config, std::unique_ptr<Backend> backend, const Para
   model_ = config_.load_format == "dummy" ? load_dummy_model(config_.model, *backend_)
                                           : load_model(config_.model, *backend_, load_progress);
   const ModelConfig& mc = model_->config();
-  config_.max_model_len = std::min(config_.max_model_len, mc.max_position_embeddings);
+  config_.max_model_len = std::min(config_.max_model_len, usable_positions(mc));
   codec_ = load_text_codec(config_.model);
   try {  // a template we cannot render must not stop plain generation: chat reports it
     chat_template_ = ModelChatTemplate::from_folder(config_.model);

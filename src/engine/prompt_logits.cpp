@@ -23,10 +23,10 @@ PromptLogits prompt_logits(CausalLM& model, Backend& b,
   for (size_t s = 0; s < prompts.size(); ++s) {
     const auto& p = prompts[s];
     if (p.empty()) throw Error("prompt " + std::to_string(s) + " is empty");
-    if (static_cast<int64_t>(p.size()) > c.max_position_embeddings)
-      throw Error("prompt " + std::to_string(s) + " has " + std::to_string(p.size()) +
-                  " tokens, more than max_position_embeddings (" +
-                  std::to_string(c.max_position_embeddings) + ")");
+    if (static_cast<int64_t>(p.size()) > usable_positions(c))
+      throw Error("prompt " + std::to_string(s) + " has " + std::to_string(p.size()) + " tokens, more than " +
+                  (usable_positions(c) < c.max_position_embeddings ? "the sliding window" : "max_position_embeddings") +
+                  " (" + std::to_string(usable_positions(c)) + ")");
     for (int32_t id : p)
       if (id < 0 || id >= c.vocab_size)
         throw Error("prompt " + std::to_string(s) + " has token id " + std::to_string(id) +

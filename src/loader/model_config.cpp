@@ -171,8 +171,12 @@ ModelConfig parse_model_config(const std::string& text, const std::filesystem::p
     if (c.hidden_act != "silu")
       field_error(where, "hidden_act", "is '" + c.hidden_act + "'; only 'silu' is supported");
   }
-  if (has(j, "use_sliding_window") && get_bool(j, "use_sliding_window", where))
-    field_error(where, "use_sliding_window", "is true; sliding-window attention is not supported yet");
+  if (has(j, "use_sliding_window")) {  // Qwen2/Qwen3: sliding_window is inert unless this is true
+    if (get_bool(j, "use_sliding_window", where))
+      field_error(where, "use_sliding_window", "is true; sliding-window attention is not supported yet");
+  } else if (has(j, "sliding_window")) {
+    c.sliding_window = get_int(j, "sliding_window", where);
+  }
   if (has(j, "eos_token_id")) c.eos_token_ids = get_id_list(j, "eos_token_id", where);
   c.bos_token_id = get_id(j, "bos_token_id", where);
   return c;

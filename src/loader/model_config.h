@@ -36,10 +36,22 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
   bool attention_bias = false;
   bool mlp_bias = false;
+  // Sliding-window attention's window (Mistral 7B v0.1: 4,096), 0 for none. A config's
+  // sliding_window counts only where it applies: without a use_sliding_window field (Mistral),
+  // or with it true (Qwen2/Qwen3: refused). We attend over every key, so the engine caps a
+  // sequence at the window (usable_positions), where the two are the same.
+  int sliding_window = 0;
   std::string hidden_act = "silu";
   std::vector<int> eos_token_ids;       // from config.json; generation_config may override
   std::optional<int> bos_token_id;
 };
+
+// The longest sequence the model runs as its checkpoint defines it: max_position_embeddings, or
+// the sliding window when shorter (past it, full attention would differ from the model's).
+inline int usable_positions(const ModelConfig& c) {
+  return c.sliding_window > 0 && c.sliding_window < c.max_position_embeddings ? c.sliding_window
+                                                                               : c.max_position_embeddings;
+}
 
 struct GenerationConfig {
   bool present = false;                 // whether generation_config.json existed

@@ -1,6 +1,6 @@
-// The Llama-family decoder that Qwen3 and Llama share: pre-norm decoder layers of grouped-query
-// attention (Qwen3: with RMSNorm on each query and key head before the rotary embedding) and a
-// SwiGLU MLP; tied or untied lm_head. Checkpoint names follow Hugging Face's; q/k/v and gate/up
+// The Llama-family decoder that Qwen3, Qwen2, Llama and Mistral share: pre-norm decoder layers
+// of grouped-query attention (Qwen3: with RMSNorm on each query and key head before the rotary
+// embedding; Qwen2: q/k/v biases) and a SwiGLU MLP; tied or untied lm_head. Checkpoint names follow Hugging Face's; q/k/v and gate/up
 // are packed into one GEMM each.
 #include "models/decoder_lm.h"
 
@@ -19,22 +19,22 @@ namespace nanovllm {
 namespace {
 
 struct DecoderLayer {
-  DecoderLayer(Backend& b, const ModelConfig& c, const std::string& p, bool qk_norm)
+  DecoderLayer(Backend& b, const ModelConfig& c, const std::string& p, const DecoderOptions& o)
       : input_norm(b, p + ".input_layernorm", c.hidden_size, static_cast<float>(c.rms_norm_eps)),
         qkv_proj(b, c.hidden_size,
                  {{p + ".self_attn.q_proj", int64_t{c.num_attention_heads} * c.head_dim},
                   {p + ".self_attn.k_proj", int64_t{c.num_key_value_heads} * c.head_dim},
                   {p + ".self_attn.v_proj", int64_t{c.num_key_value_heads} * c.head_dim}},
-                 c.attention_bias),
+                 o.qkv_bias.value_or(c.attention_bias)),
         o_proj(b, int64_t{c.num_attention_heads} * c.head_dim, {{p + ".self_attn.o_proj", c.hidden_size}},
-               c.attention_bias),
+               o.o_bias.value_or(c.attention_bias)),
         post_attn_norm(b, p + ".post_attention_layernorm", c.hidden_size,
                        static_cast<float>(c.rms_norm_eps)),
         gate_up_proj(b, c.hidden_size,
                      {{p + ".mlp.gate_proj", c.intermediate_size}, {p + ".mlp.up_proj", c.intermediate_size}},
                      false),
         down_proj(b, c.intermediate_size, {{p + ".mlp.down_proj", c.hidden_size}}, false) {
-    if (qk_norm) {
+    if (o.qk_norm) {
       q_norm.emplace(b, p + ".self_attn.q_norm", c.head_dim, static_cast<float>(c.rms_norm_eps));
       k_norm.emplace(b, p + ".self_attn.k_norm", c.head_dim, static_cast<float>(c.rms_norm_eps));
     }
@@ -73,7 +73,7 @@ class DecoderLM final : public CausalLM {
     // The fused small-batch products (rms_norm_linear_silu, linear_add) take no MLP bias.
     if (c.mlp_bias) throw Error(c.path.string() + ": mlp_bias is true; MLP biases are not supported yet");
     for (int i = 0; i < c.num_hidden_layers; ++i)
-      layers_.push_back(std::make_unique<DecoderLayer>(b, c, "model.layers." + std::to_string(i), o.qk_norm));
+      layers_.push_back(std::make_unique<DecoderLayer>(b, c, "model.layers." + std::to_string(i), o));
     reg_.add("model.embed_tokens.weight", &embed_, {c.vocab_size, c.hidden_size});
     for (auto& l : layers_) l->register_params(reg_);
     final_norm_.register_params(reg_);

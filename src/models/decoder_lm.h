@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 
 #include "models/model.h"
 
@@ -10,6 +11,9 @@ namespace nanovllm {
 
 struct DecoderOptions {
   bool qk_norm = false;  // RMSNorm on each query and key head before the rotation (Qwen3)
+  // Biases of q/k/v and of o_proj; unset: config.json's attention_bias for both (Llama, Qwen3).
+  // Qwen2 always has q/k/v biases and never an o_proj bias, whatever its config says.
+  std::optional<bool> qkv_bias, o_bias;
 };
 
 std::unique_ptr<CausalLM> make_decoder_lm(const ModelConfig& config, Backend& backend, const DecoderOptions& options);

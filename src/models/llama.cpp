@@ -6,7 +6,9 @@
 namespace nanovllm {
 
 std::unique_ptr<CausalLM> make_llama(const ModelConfig& c, Backend& b) {
-  return make_decoder_lm(c, b, DecoderOptions{.qk_norm = false});
+  DecoderOptions o;
+  o.qk_norm = false;
+  return make_decoder_lm(c, b, o);
 }
 
 }  // namespace nanovllm

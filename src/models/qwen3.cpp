@@ -5,7 +5,9 @@
 namespace nanovllm {
 
 std::unique_ptr<CausalLM> make_qwen3(const ModelConfig& c, Backend& b) {
-  return make_decoder_lm(c, b, DecoderOptions{.qk_norm = true});
+  DecoderOptions o;
+  o.qk_norm = true;
+  return make_decoder_lm(c, b, o);
 }
 
 }  // namespace nanovllm

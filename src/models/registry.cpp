@@ -9,6 +9,8 @@ namespace nanovllm {
 
 std::unique_ptr<CausalLM> make_qwen3(const ModelConfig&, Backend&);
 std::unique_ptr<CausalLM> make_llama(const ModelConfig&, Backend&);
+std::unique_ptr<CausalLM> make_qwen2(const ModelConfig&, Backend&);
+std::unique_ptr<CausalLM> make_mistral(const ModelConfig&, Backend&);
 
 namespace {
 struct Registry {
@@ -25,6 +27,10 @@ Registry& registry() {
     r->by_model_type["qwen3"] = "Qwen3ForCausalLM";
     r->factories["LlamaForCausalLM"] = make_llama;
     r->by_model_type["llama"] = "LlamaForCausalLM";
+    r->factories["Qwen2ForCausalLM"] = make_qwen2;
+    r->by_model_type["qwen2"] = "Qwen2ForCausalLM";
+    r->factories["MistralForCausalLM"] = make_mistral;
+    r->by_model_type["mistral"] = "MistralForCausalLM";
     return r;
   }();
   return *r;

@@ -463,7 +463,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, CudaFixtureLogits,
                                            "qwen3-tied-f32-g2-d64", "qwen3-tied-f32-g2-d64-bias",
                                            "qwen3-untied-bf16-g2-d128-sharded", "qwen3-untied-f16-g2-d64",
                                            "qwen3-untied-f32-g1-d128-sharded", "qwen3-untied-f32-g4-d64-bin",
-                                           "llama-untied-f32-g2-d64-rope3", "llama-tied-bf16-g4-d64"),
+                                           "llama-untied-f32-g2-d64-rope3", "llama-tied-bf16-g4-d64",
+                                           "qwen2-tied-bf16-g2-d64", "mistral-untied-f32-g4-d64-swa"),
                          [](const auto& info) {
                            std::string s = info.param;
                            for (char& c : s) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
@@ -699,7 +700,8 @@ TEST(CudaEngine, OneSequenceAtATime) {
 TEST(CudaEngine, GreedyAgainstTransformersGenerate) {
   REQUIRE_GPU();
   for (const char* name : {"qwen3-tied-bf16-g4-d64", "qwen3-untied-bf16-g2-d128-sharded", "qwen3-tied-f32-g2-d64",
-                           "llama-tied-bf16-g4-d64", "llama-untied-f32-g2-d64-rope3"}) {
+                           "llama-tied-bf16-g4-d64", "llama-untied-f32-g2-d64-rope3", "qwen2-tied-bf16-g2-d64",
+                           "mistral-untied-f32-g4-d64-swa"}) {
     const Reference ref = load_reference(kFixtures / "reference" / (std::string(name) + ".safetensors"));
     ASSERT_FALSE(ref.generated.empty());
     Config c = cuda_config(false, true);

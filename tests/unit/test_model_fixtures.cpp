@@ -56,9 +56,9 @@ int argmax_mismatches(const std::vector<float>& ours, const std::vector<float>& 
   return bad;
 }
 
-class Qwen3Fixture : public ::testing::TestWithParam<std::string> {};
+class ModelFixture : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(Qwen3Fixture, LogitsMatchTransformers) {
+TEST_P(ModelFixture, LogitsMatchTransformers) {
   const std::string name = GetParam();
   auto backend = make_cpu_backend();
   auto model = load_model(kFixtures / "models" / name, *backend);
@@ -94,20 +94,21 @@ TEST_P(Qwen3Fixture, LogitsMatchTransformers) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllFixtures, Qwen3Fixture,
+INSTANTIATE_TEST_SUITE_P(AllFixtures, ModelFixture,
                          ::testing::Values("qwen3-tied-f32-g2-d64", "qwen3-untied-f32-g1-d128-sharded",
                                            "qwen3-tied-bf16-g4-d64", "qwen3-untied-bf16-g2-d128-sharded",
                                            "qwen3-untied-f16-g2-d64", "qwen3-untied-f32-g4-d64-bin",
                                            "qwen3-tied-bf16-g1-d128-bin-sharded",
                                            "qwen3-tied-f32-g2-d64-bias", "llama-untied-f32-g2-d64-rope3",
-                                           "llama-tied-bf16-g4-d64"),
+                                           "llama-tied-bf16-g4-d64", "qwen2-tied-bf16-g2-d64",
+                                           "mistral-untied-f32-g4-d64-swa"),
                          [](const auto& info) {
                            std::string s = info.param;
                            for (char& c : s) if (c == '-') c = '_';
                            return s;
                          });
 
-TEST(Qwen3Fixture, BatchOfPromptsEqualsPromptsOneByOne) {
+TEST(ModelFixture, BatchOfPromptsEqualsPromptsOneByOne) {
   auto backend = make_cpu_backend();
   auto model = load_model(kFixtures / "models" / "qwen3-tied-f32-g2-d64", *backend);
   const Reference ref = load_reference("qwen3-tied-f32-g2-d64");
@@ -118,7 +119,7 @@ TEST(Qwen3Fixture, BatchOfPromptsEqualsPromptsOneByOne) {
   }
 }
 
-TEST(Qwen3Fixture, BadPromptsAreClearErrors) {
+TEST(ModelFixture, BadPromptsAreClearErrors) {
   auto backend = make_cpu_backend();
   auto model = load_model(kFixtures / "models" / "qwen3-tied-f32-g2-d64", *backend);
   auto msg = [&](std::vector<std::vector<int32_t>> prompts) {
