@@ -1,7 +1,7 @@
 // The Llama-family decoder that Qwen3, Qwen2, Llama and Mistral share: pre-norm decoder layers
 // of grouped-query attention (Qwen3: with RMSNorm on each query and key head before the rotary
-// embedding; Qwen2: q/k/v biases) and a SwiGLU MLP; tied or untied lm_head. Checkpoint names follow Hugging Face's; q/k/v and gate/up
-// are packed into one GEMM each.
+// embedding; Qwen2: q/k/v biases) and a SwiGLU MLP; tied or untied lm_head. Checkpoint names
+// follow Hugging Face's; q/k/v and gate/up are packed into one GEMM each.
 #include "models/decoder_lm.h"
 
 #include <cmath>
