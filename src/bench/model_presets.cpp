@@ -77,6 +77,59 @@ const char* kLlama31_8B = R"({
 }
 )";
 
+const char* kQwen25_7B = R"({
+  "architectures": ["Qwen2ForCausalLM"],
+  "attention_dropout": 0.0,
+  "bos_token_id": 151643,
+  "eos_token_id": 151643,
+  "hidden_act": "silu",
+  "hidden_size": 3584,
+  "initializer_range": 0.02,
+  "intermediate_size": 18944,
+  "max_position_embeddings": 131072,
+  "max_window_layers": 28,
+  "model_type": "qwen2",
+  "num_attention_heads": 28,
+  "num_hidden_layers": 28,
+  "num_key_value_heads": 4,
+  "rms_norm_eps": 1e-06,
+  "rope_theta": 1000000.0,
+  "sliding_window": 131072,
+  "tie_word_embeddings": false,
+  "torch_dtype": "bfloat16",
+  "transformers_version": "4.40.1",
+  "use_cache": true,
+  "use_mrope": false,
+  "use_sliding_window": false,
+  "vocab_size": 152064
+}
+)";
+
+const char* kMistral7B_v03 = R"({
+  "architectures": ["MistralForCausalLM"],
+  "attention_dropout": 0.0,
+  "bos_token_id": 1,
+  "eos_token_id": 2,
+  "hidden_act": "silu",
+  "hidden_size": 4096,
+  "initializer_range": 0.02,
+  "intermediate_size": 14336,
+  "max_position_embeddings": 32768,
+  "model_type": "mistral",
+  "num_attention_heads": 32,
+  "num_hidden_layers": 32,
+  "num_key_value_heads": 8,
+  "rms_norm_eps": 1e-05,
+  "rope_theta": 1000000.0,
+  "sliding_window": null,
+  "tie_word_embeddings": false,
+  "torch_dtype": "bfloat16",
+  "transformers_version": "4.42.0.dev0",
+  "use_cache": true,
+  "vocab_size": 32768
+}
+)";
+
 bool iequal(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
@@ -93,6 +146,8 @@ const std::vector<ModelPreset>& model_presets() {
       {"qwen3-8b", "Qwen/Qwen3-8B", "Qwen3ForCausalLM", qwen3_config(4096, 12288, 36, 32, false)},
       {"qwen3-14b", "Qwen/Qwen3-14B", "Qwen3ForCausalLM", qwen3_config(5120, 17408, 40, 40, false)},
       {"llama-3.1-8b", "meta-llama/Llama-3.1-8B", "LlamaForCausalLM", kLlama31_8B},
+      {"qwen2.5-7b", "Qwen/Qwen2.5-7B", "Qwen2ForCausalLM", kQwen25_7B},
+      {"mistral-7b", "mistralai/Mistral-7B-v0.3", "MistralForCausalLM", kMistral7B_v03},
   };
   return presets;
 }

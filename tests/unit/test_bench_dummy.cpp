@@ -78,6 +78,26 @@ TEST(ModelPresets, Llama31ReadsItsRopeScaling) {
   EXPECT_EQ(c.rope_original_max_positions, 8192);
 }
 
+TEST(ModelPresets, Qwen25AndMistralAreThePublishedOnes) {
+  const ModelConfig q = bench::preset_model_config(*bench::find_model_preset("Qwen/Qwen2.5-7B"));
+  EXPECT_EQ(q.architecture, "Qwen2ForCausalLM");
+  EXPECT_EQ(q.hidden_size, 3584);
+  EXPECT_EQ(q.num_attention_heads, 28);
+  EXPECT_EQ(q.num_key_value_heads, 4);
+  EXPECT_EQ(q.head_dim, 128);  // hidden / heads
+  EXPECT_EQ(q.vocab_size, 152064);
+  EXPECT_EQ(q.sliding_window, 0) << "use_sliding_window: false";
+  EXPECT_EQ(usable_positions(q), 131072);
+  const ModelConfig m = bench::preset_model_config(*bench::find_model_preset("mistral-7b"));
+  EXPECT_EQ(m.architecture, "MistralForCausalLM");
+  EXPECT_EQ(m.hidden_size, 4096);
+  EXPECT_EQ(m.intermediate_size, 14336);
+  EXPECT_EQ(m.num_key_value_heads, 8);
+  EXPECT_EQ(m.vocab_size, 32768);
+  EXPECT_EQ(m.sliding_window, 0) << "v0.3: none";
+  EXPECT_EQ(m.eos_token_ids, std::vector<int>{2});
+}
+
 TEST(DummyWeights, ConfigFromPresetOrFolder) {
   EXPECT_TRUE(is_model_preset("qwen3-0.6b"));
   EXPECT_FALSE(is_model_preset(kTiny));
