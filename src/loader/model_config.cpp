@@ -100,6 +100,35 @@ void read_rope(const json& j, ModelConfig& c, const std::filesystem::path& where
   }
   if (!(c.rope_theta > 0)) field_error(where, "rope_theta", "must be positive");
 }
+
+// Mixture-of-experts fields (Mixtral's num_local_experts, Qwen3-MoE's num_experts and the rest).
+void read_experts(const json& j, ModelConfig& c, const std::filesystem::path& where) {
+  for (const char* key : {"num_local_experts", "num_experts"})
+    if (has(j, key)) c.num_experts = get_int(j, key, where);
+  if (c.num_experts == 0) return;
+  const char* per = "num_experts_per_tok";
+  if (!has(j, per)) field_error(where, per, "is required with " + std::to_string(c.num_experts) + " experts");
+  c.experts_per_token = get_int(j, per, where);
+  if (c.experts_per_token > c.num_experts)
+    field_error(where, per, "(" + std::to_string(c.experts_per_token) + ") exceeds the number of experts (" +
+                                std::to_string(c.num_experts) + ")");
+  c.moe_intermediate_size =
+      has(j, "moe_intermediate_size") ? get_int(j, "moe_intermediate_size", where) : c.intermediate_size;
+  if (has(j, "norm_topk_prob")) c.norm_topk_prob = get_bool(j, "norm_topk_prob", where);
+  if (has(j, "decoder_sparse_step")) c.decoder_sparse_step = get_int(j, "decoder_sparse_step", where);
+  if (has(j, "mlp_only_layers")) {
+    const json& v = j["mlp_only_layers"];
+    if (!v.is_array()) field_error(where, "mlp_only_layers", "must be a list of layer indices, got " + v.dump());
+    for (const auto& x : v) {
+      if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() >= c.num_hidden_layers)
+        field_error(where, "mlp_only_layers", "must hold layer indices below num_hidden_layers, got " + v.dump());
+      c.mlp_only_layers.push_back(static_cast<int>(x.get<int64_t>()));
+    }
+  }
+  for (const char* key : {"shared_expert_intermediate_size", "n_shared_experts"})
+    if (has(j, key) && j[key].is_number() && j[key].get<double>() > 0)
+      field_error(where, key, "is set; shared experts are not supported yet");
+}
 }  // namespace
 
 std::string read_text_file(const std::filesystem::path& path) {
@@ -177,6 +206,7 @@ ModelConfig parse_model_config(const std::string& text, const std::filesystem::p
   } else if (has(j, "sliding_window")) {
     c.sliding_window = get_int(j, "sliding_window", where);
   }
+  read_experts(j, c, where);
   if (has(j, "eos_token_id")) c.eos_token_ids = get_id_list(j, "eos_token_id", where);
   c.bos_token_id = get_id(j, "bos_token_id", where);
   return c;

@@ -41,6 +41,18 @@ struct ModelConfig {
   // or with it true (Qwen2/Qwen3: refused). We attend over every key, so the engine caps a
   // sequence at the window (usable_positions), where the two are the same.
   int sliding_window = 0;
+  // Mixture of experts (Mixtral: num_local_experts; Qwen3-MoE: num_experts), 0 for a dense MLP.
+  // Each token's MLP is the weighted sum of experts_per_token experts (num_experts_per_tok) of
+  // moe_intermediate_size (Mixtral: intermediate_size), picked by a softmax router; their weights
+  // renormalised to sum 1 when norm_topk_prob (Mixtral always). Qwen3-MoE keeps a dense MLP of
+  // intermediate_size in the layers listed in mlp_only_layers and in those whose index + 1 is
+  // not a multiple of decoder_sparse_step.
+  int num_experts = 0;
+  int experts_per_token = 0;
+  int moe_intermediate_size = 0;
+  bool norm_topk_prob = false;
+  int decoder_sparse_step = 1;
+  std::vector<int> mlp_only_layers;
   std::string hidden_act = "silu";
   std::vector<int> eos_token_ids;       // from config.json; generation_config may override
   std::optional<int> bos_token_id;
@@ -51,6 +63,14 @@ struct ModelConfig {
 inline int usable_positions(const ModelConfig& c) {
   return c.sliding_window > 0 && c.sliding_window < c.max_position_embeddings ? c.sliding_window
                                                                                : c.max_position_embeddings;
+}
+
+// Whether layer `layer` has a mixture-of-experts MLP (see ModelConfig::num_experts).
+inline bool is_moe_layer(const ModelConfig& c, int layer) {
+  if (c.num_experts == 0) return false;
+  for (int l : c.mlp_only_layers)
+    if (l == layer) return false;
+  return (layer + 1) % c.decoder_sparse_step == 0;
 }
 
 struct GenerationConfig {

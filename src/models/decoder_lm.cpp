@@ -19,7 +19,7 @@ namespace nanovllm {
 namespace {
 
 struct DecoderLayer {
-  DecoderLayer(Backend& b, const ModelConfig& c, const std::string& p, const DecoderOptions& o)
+  DecoderLayer(Backend& b, const ModelConfig& c, int layer, const std::string& p, const DecoderOptions& o)
       : input_norm(b, p + ".input_layernorm", c.hidden_size, static_cast<float>(c.rms_norm_eps)),
         qkv_proj(b, c.hidden_size,
                  {{p + ".self_attn.q_proj", int64_t{c.num_attention_heads} * c.head_dim},
@@ -30,10 +30,30 @@ struct DecoderLayer {
                o.o_bias.value_or(c.attention_bias)),
         post_attn_norm(b, p + ".post_attention_layernorm", c.hidden_size,
                        static_cast<float>(c.rms_norm_eps)),
-        gate_up_proj(b, c.hidden_size,
-                     {{p + ".mlp.gate_proj", c.intermediate_size}, {p + ".mlp.up_proj", c.intermediate_size}},
-                     false),
-        down_proj(b, c.intermediate_size, {{p + ".mlp.down_proj", c.hidden_size}}, false) {
+        moe(is_moe_layer(c, layer)) {
+    if (moe) {
+      // All experts' gate and up rows in one (E * 2I, H) matrix, their down rows in one (E * H, I).
+      const std::string m = p + "." + o.moe.block;
+      const int64_t I = c.moe_intermediate_size;
+      std::vector<std::pair<std::string, int64_t>> gu, dn;
+      for (int e = 0; e < c.num_experts; ++e) {
+        const std::string x = m + ".experts." + std::to_string(e) + ".";
+        gu.insert(gu.end(), {{x + o.moe.gate, I}, {x + o.moe.up, I}});
+        dn.push_back({x + o.moe.down, c.hidden_size});
+      }
+      router.emplace(b, c.hidden_size, std::vector<std::pair<std::string, int64_t>>{{m + "." + o.moe.router, c.num_experts}},
+                     false);
+      gate_up_proj.emplace(b, c.hidden_size, std::move(gu), false);
+      down_proj.emplace(b, I, std::move(dn), false);
+    } else {
+      gate_up_proj.emplace(
+          b, c.hidden_size,
+          std::vector<std::pair<std::string, int64_t>>{{p + ".mlp.gate_proj", c.intermediate_size},
+                                                       {p + ".mlp.up_proj", c.intermediate_size}},
+          false);
+      down_proj.emplace(b, c.intermediate_size,
+                        std::vector<std::pair<std::string, int64_t>>{{p + ".mlp.down_proj", c.hidden_size}}, false);
+    }
     if (o.qk_norm) {
       q_norm.emplace(b, p + ".self_attn.q_norm", c.head_dim, static_cast<float>(c.rms_norm_eps));
       k_norm.emplace(b, p + ".self_attn.k_norm", c.head_dim, static_cast<float>(c.rms_norm_eps));
@@ -51,8 +71,9 @@ struct DecoderLayer {
     if (k_norm) k_norm->register_params(reg);
     o_proj.register_params(reg);
     post_attn_norm.register_params(reg);
-    gate_up_proj.register_params(reg);
-    down_proj.register_params(reg);
+    if (router) router->register_params(reg);
+    gate_up_proj->register_params(reg);
+    down_proj->register_params(reg);
   }
 
   RMSNorm input_norm;
@@ -60,7 +81,8 @@ struct DecoderLayer {
   std::optional<RMSNorm> q_norm, k_norm;
   Linear o_proj;
   RMSNorm post_attn_norm;
-  Linear gate_up_proj, down_proj;
+  bool moe;  // a mixture-of-experts MLP: router, then every expert's rows packed in gate_up/down
+  std::optional<Linear> router, gate_up_proj, down_proj;
 };
 
 class DecoderLM final : public CausalLM {
@@ -72,8 +94,14 @@ class DecoderLM final : public CausalLM {
         rotary_(b, c) {
     // The fused small-batch products (rms_norm_linear_silu, linear_add) take no MLP bias.
     if (c.mlp_bias) throw Error(c.path.string() + ": mlp_bias is true; MLP biases are not supported yet");
+    for (int i = 0; i < c.num_hidden_layers; ++i) has_moe_ = has_moe_ || is_moe_layer(c, i);
+    if (has_moe_ && !b.supports_moe())
+      throw Error(c.path.string() + ": " + (c.architecture.empty() ? c.model_type : c.architecture) +
+                  "'s mixture-of-experts layers run on the CPU backend only so far (--backend cpu); " + b.name() +
+                  " has no kernels for them yet");
+    moe_renormalize_ = o.moe_renormalize.value_or(c.norm_topk_prob);
     for (int i = 0; i < c.num_hidden_layers; ++i)
-      layers_.push_back(std::make_unique<DecoderLayer>(b, c, "model.layers." + std::to_string(i), o));
+      layers_.push_back(std::make_unique<DecoderLayer>(b, c, i, "model.layers." + std::to_string(i), o));
     reg_.add("model.embed_tokens.weight", &embed_, {c.vocab_size, c.hidden_size});
     for (auto& l : layers_) l->register_params(reg_);
     final_norm_.register_params(reg_);
@@ -104,6 +132,7 @@ class DecoderLM final : public CausalLM {
     Tensor attn = b_.empty({T, static_cast<int64_t>(nh) * d}, dt);
     Tensor gate_up = b_.empty({T, 2 * int64_t{c_.intermediate_size}}, dt);
     Tensor act = b_.empty({T, int64_t{c_.intermediate_size}}, dt);
+    Tensor moe_out = has_moe_ ? b_.empty({T, H}, dt) : Tensor();
 
     b_.embedding(ids, embed_, residual);
     auto tap = [&](const char* name, int layer, const Tensor& t) {
@@ -113,7 +142,7 @@ class DecoderLM final : public CausalLM {
     // each norm runs inside the product that reads it (Backend::fuses_norm_linear). Taps see
     // the unfused path only: the fused one never materialises the normed activations.
     const int64_t I = c_.intermediate_size, A = int64_t{nh} * d;
-    if (!tap_ && !layers_.empty() && b_.fuses_norm_linear(T, H, {H, A, I})) {
+    if (!tap_ && !layers_.empty() && !has_moe_ && b_.fuses_norm_linear(T, H, {H, A, I})) {
       for (auto& layer : layers_) {
         DecoderLayer& L = *layer;
         const size_t i = static_cast<size_t>(&layer - layers_.data());
@@ -124,8 +153,8 @@ class DecoderLM final : public CausalLM {
         b_.attention(qkv, nh, nkv, d, scale, cache.k[i], cache.v[i], meta, attn);
         b_.linear_add(attn, L.o_proj.weight(), L.o_proj.bias(), residual, h);
         b_.rms_norm_linear_silu(residual, L.post_attn_norm.weight(), L.post_attn_norm.eps(),
-                                L.gate_up_proj.weight(), act, gate_up);
-        b_.linear_add(act, L.down_proj.weight(), nullptr, residual, h);
+                                L.gate_up_proj->weight(), act, gate_up);
+        b_.linear_add(act, L.down_proj->weight(), nullptr, residual, h);
       }
       final_norm_.forward(b_, residual, h);
       return h;
@@ -149,11 +178,18 @@ class DecoderLM final : public CausalLM {
       L.post_attn_norm.forward_residual(b_, h, residual);
       tap("residual_mid", li, residual);
       tap("mlp_norm", li, h);
-      L.gate_up_proj.forward(b_, h, gate_up);
+      if (L.moe) {
+        b_.moe_mlp(h, L.router->weight(), L.gate_up_proj->weight(), L.down_proj->weight(), c_.experts_per_token,
+                   moe_renormalize_, moe_out);
+        std::swap(h, moe_out);  // h is the MLP's output, as on the dense path
+        tap("down", li, h);
+        continue;
+      }
+      L.gate_up_proj->forward(b_, h, gate_up);
       tap("gate_up", li, gate_up);
       b_.silu_and_mul(gate_up, act);
       tap("act", li, act);
-      L.down_proj.forward(b_, act, h);
+      L.down_proj->forward(b_, act, h);
       tap("down", li, h);
     }
     if (layers_.empty()) final_norm_.forward(b_, residual, h);
@@ -178,6 +214,8 @@ class DecoderLM final : public CausalLM {
   std::unique_ptr<Linear> lm_head_;  // null when tied to embed_
   RotaryEmbedding rotary_;
   ParamRegistry reg_;
+  bool has_moe_ = false;          // some layer has a mixture-of-experts MLP
+  bool moe_renormalize_ = false;  // its routing weights renormalised to sum 1
 };
 
 }  // namespace

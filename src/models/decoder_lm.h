@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "models/model.h"
 
@@ -14,6 +15,14 @@ struct DecoderOptions {
   // Biases of q/k/v and of o_proj; unset: config.json's attention_bias for both (Llama, Qwen3).
   // Qwen2 always has q/k/v biases and never an o_proj bias, whatever its config says.
   std::optional<bool> qkv_bias, o_bias;
+  // Mixture-of-experts layers (ModelConfig::num_experts): the checkpoint names of the block, its
+  // router and its experts' gate, up and down matrices ("<layer>.<block>.experts.<e>.<gate>"),
+  // and whether the routing weights are renormalised (unset: config.json's norm_topk_prob).
+  struct MoeNames {
+    std::string block = "mlp", router = "gate", gate = "gate_proj", up = "up_proj", down = "down_proj";
+  };
+  MoeNames moe;
+  std::optional<bool> moe_renormalize;
 };
 
 std::unique_ptr<CausalLM> make_decoder_lm(const ModelConfig& config, Backend& backend, const DecoderOptions& options);

@@ -11,6 +11,8 @@ std::unique_ptr<CausalLM> make_qwen3(const ModelConfig&, Backend&);
 std::unique_ptr<CausalLM> make_llama(const ModelConfig&, Backend&);
 std::unique_ptr<CausalLM> make_qwen2(const ModelConfig&, Backend&);
 std::unique_ptr<CausalLM> make_mistral(const ModelConfig&, Backend&);
+std::unique_ptr<CausalLM> make_mixtral(const ModelConfig&, Backend&);
+std::unique_ptr<CausalLM> make_qwen3_moe(const ModelConfig&, Backend&);
 
 namespace {
 struct Registry {
@@ -31,6 +33,10 @@ Registry& registry() {
     r->by_model_type["qwen2"] = "Qwen2ForCausalLM";
     r->factories["MistralForCausalLM"] = make_mistral;
     r->by_model_type["mistral"] = "MistralForCausalLM";
+    r->factories["MixtralForCausalLM"] = make_mixtral;
+    r->by_model_type["mixtral"] = "MixtralForCausalLM";
+    r->factories["Qwen3MoeForCausalLM"] = make_qwen3_moe;
+    r->by_model_type["qwen3_moe"] = "Qwen3MoeForCausalLM";
     return r;
   }();
   return *r;

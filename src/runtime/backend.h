@@ -14,6 +14,7 @@
 
 #include "loader/tensor_view.h"
 #include "runtime/attention_metadata.h"
+#include "runtime/error.h"
 #include "runtime/sampling.h"
 #include "runtime/tensor.h"
 
@@ -119,6 +120,18 @@ class Backend {
   virtual void attention(const Tensor& qkv, int num_heads, int num_kv_heads, int head_dim,
                          float scale, const Tensor& k_cache, const Tensor& v_cache,
                          const AttentionMetadata& meta, Tensor& out) = 0;
+  // Mixture-of-experts MLP (ModelConfig::num_experts): for each row of x (T, H), the router's
+  // logits x router^T (E,), their softmax in float32, the k largest (ties: the lower expert),
+  // their weights renormalised to sum 1 when `renormalize`; out (T, H) = the sum over those
+  // experts e of weight * down_e(silu(gate_e x) * up_e x). gate_up (E * 2I, H) holds expert e's
+  // gate rows, then its up rows, from row e * 2I; down (E * H, I) expert e's rows from e * H.
+  // Backends without it (supports_moe() false) throw; models check before they are built.
+  virtual bool supports_moe() const { return false; }
+  virtual void moe_mlp(const Tensor& x, const Tensor& router, const Tensor& gate_up, const Tensor& down, int k,
+                       bool renormalize, Tensor& out) {
+    (void)x, (void)router, (void)gate_up, (void)down, (void)k, (void)renormalize, (void)out;
+    throw Error(name() + ": moe_mlp (mixture of experts) is not supported on this backend yet");
+  }
   // out (R, H) = x[rows] ; rows (R,) int32. Picks the rows that need logits.
   virtual void gather_rows(const Tensor& x, const Tensor& rows, Tensor& out) = 0;
   // Samples one token per row of logits (R, V): bans, penalties, temperature, top-k, top-p,

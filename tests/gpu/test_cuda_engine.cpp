@@ -471,6 +471,22 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, CudaFixtureLogits,
                            return s;
                          });
 
+// Mixtures of experts have no CUDA kernels yet: building one on the CUDA backend must fail at
+// once, naming the model and the way out, not at its first forward pass.
+TEST(CudaEngine, MixtureOfExpertsRefusedByName) {
+  REQUIRE_GPU();
+  auto backend = make_cuda_backend(0);
+  for (const char* name : {"mixtral-untied-f32-e4k2", "qwen3moe-untied-f32-e6k3"}) {
+    try {
+      load_model(kFixtures / "models" / name, *backend);
+      ADD_FAILURE() << name << " was built on the CUDA backend";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("mixture-of-experts layers run on the CPU backend only"), std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 // Real-size models made on the GPU machine by scripts/device/make-real-models.py:
 // NANOVLLM_REAL_MODELS=dir1:dir2, each dir holding the model and reference.safetensors.
 std::vector<std::string> real_models() {

@@ -8,6 +8,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -204,6 +205,11 @@ Mat reference_logits(const ModelConfig& c, const Weights& w, const std::vector<i
     add_bias(q, p + ".self_attn.q_proj.bias", nh * d);
     add_bias(k, p + ".self_attn.k_proj.bias", nkv * d);
     add_bias(v, p + ".self_attn.v_proj.bias", nkv * d);
+    // Qwen3-style per-head norms, when the checkpoint has them.
+    if (w.values.count(p + ".self_attn.q_norm.weight")) {
+      q = rms_norm(q, w.get(p + ".self_attn.q_norm.weight"), T * nh, d, c.rms_norm_eps);
+      k = rms_norm(k, w.get(p + ".self_attn.k_norm.weight"), T * nkv, d, c.rms_norm_eps);
+    }
     rotate(q, T, nh, d, inv_freq);
     rotate(k, T, nkv, d, inv_freq);
     Mat attn(size_t(T) * nh * d, 0.0);
@@ -227,12 +233,50 @@ Mat reference_logits(const ModelConfig& c, const Weights& w, const std::vector<i
     add_bias(o, p + ".self_attn.o_proj.bias", H);
     for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
     const Mat h2 = rms_norm(x, w.get(p + ".post_attention_layernorm.weight"), T, H, c.rms_norm_eps);
-    const Mat gate = matmul_t(h2, w.get(p + ".mlp.gate_proj.weight"), T, H, I);
-    const Mat up = matmul_t(h2, w.get(p + ".mlp.up_proj.weight"), T, H, I);
-    Mat act(gate.size());
-    for (size_t i = 0; i < act.size(); ++i) act[i] = gate[i] / (1 + std::exp(-gate[i])) * up[i];
-    const Mat down = matmul_t(act, w.get(p + ".mlp.down_proj.weight"), T, I, H);
-    for (size_t i = 0; i < x.size(); ++i) x[i] += down[i];
+    // A SwiGLU MLP of `width` on rows h (n, H).
+    auto swiglu = [&](const Mat& h, int n, const std::string& gate_w, const std::string& up_w,
+                      const std::string& down_w, int width) {
+      const Mat gate = matmul_t(h, w.get(gate_w), n, H, width);
+      const Mat up = matmul_t(h, w.get(up_w), n, H, width);
+      Mat act(gate.size());
+      for (size_t i = 0; i < act.size(); ++i) act[i] = gate[i] / (1 + std::exp(-gate[i])) * up[i];
+      return matmul_t(act, w.get(down_w), n, width, H);
+    };
+    // A mixture of experts (Mixtral's or Qwen3-MoE's names), else the dense MLP.
+    std::string moe;
+    for (const char* block : {".block_sparse_moe", ".mlp"})
+      if (w.values.count(p + block + ".gate.weight")) moe = p + block;
+    if (moe.empty()) {
+      const Mat down = swiglu(h2, T, p + ".mlp.gate_proj.weight", p + ".mlp.up_proj.weight",
+                              p + ".mlp.down_proj.weight", I);
+      for (size_t i = 0; i < x.size(); ++i) x[i] += down[i];
+      continue;
+    }
+    const bool mixtral = moe.ends_with("block_sparse_moe");
+    const int E = c.num_experts, K = c.experts_per_token;
+    const Mat logits = matmul_t(h2, w.get(moe + ".gate.weight"), T, H, E);
+    for (int t = 0; t < T; ++t) {
+      std::vector<double> prob(E);
+      double mx = -1e300, z = 0;
+      for (int e = 0; e < E; ++e) mx = std::max(mx, logits[size_t(t) * E + e]);
+      for (int e = 0; e < E; ++e) z += (prob[e] = std::exp(logits[size_t(t) * E + e] - mx));
+      std::vector<int> order(E);
+      for (int e = 0; e < E; ++e) order[e] = e;
+      std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return prob[a] > prob[b]; });
+      double kept = 0;
+      for (int j = 0; j < K; ++j) kept += prob[order[j]];
+      const Mat row(h2.begin() + size_t(t) * H, h2.begin() + size_t(t + 1) * H);
+      for (int j = 0; j < K; ++j) {
+        const int e = order[j];
+        const double weight = mixtral || c.norm_topk_prob ? prob[e] / kept : prob[e] / z;
+        const std::string x_ = moe + ".experts." + std::to_string(e) + ".";
+        const Mat y = mixtral ? swiglu(row, 1, x_ + "w1.weight", x_ + "w3.weight", x_ + "w2.weight",
+                                       c.moe_intermediate_size)
+                              : swiglu(row, 1, x_ + "gate_proj.weight", x_ + "up_proj.weight",
+                                       x_ + "down_proj.weight", c.moe_intermediate_size);
+        for (int h = 0; h < H; ++h) x[size_t(t) * H + h] += weight * y[h];
+      }
+    }
   }
   const Mat hf = rms_norm(x, w.get("model.norm.weight"), T, H, c.rms_norm_eps);
   return matmul_t(hf, w.values.count("lm_head.weight") ? w.get("lm_head.weight") : embed, T, H, V);  // tied
@@ -293,6 +337,65 @@ TEST(LlamaModel, MatchesAPlainTransformer) {
   EXPECT_THAT(names, ::testing::Not(::testing::Contains("model.layers.0.self_attn.q_norm.weight")))
       << "Llama has no q/k norms";
   EXPECT_THAT(names, ::testing::Not(::testing::Contains("model.layers.0.self_attn.q_proj.bias")));
+}
+
+// ---- Mixtral and Qwen3-MoE: mixtures of experts in the same decoder ----
+
+std::string mixtral_json() {
+  return R"({"architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "hidden_size": 32,
+    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
+    "intermediate_size": 24, "vocab_size": 64, "max_position_embeddings": 128, "rms_norm_eps": 1e-5,
+    "rope_theta": 1000000.0, "tie_word_embeddings": false, "sliding_window": null,
+    "num_local_experts": 4, "num_experts_per_tok": 2, "router_aux_loss_coef": 0.02})";
+}
+
+// Layer 1 dense (mlp_only_layers), experts narrower than the dense MLP, no renormalisation.
+std::string qwen3_moe_json(const std::string& extra = "") {
+  return R"({"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "hidden_size": 32,
+    "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
+    "intermediate_size": 40, "moe_intermediate_size": 16, "vocab_size": 64,
+    "max_position_embeddings": 128, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+    "tie_word_embeddings": false, "use_sliding_window": false, "num_experts": 6,
+    "num_experts_per_tok": 3, "norm_topk_prob": false, "decoder_sparse_step": 1,
+    "mlp_only_layers": [1])" + extra + "}";
+}
+
+TEST(MixtralModel, MatchesAPlainTransformer) {
+  const ModelConfig c = parse_model_config(mixtral_json(), "config.json");
+  EXPECT_EQ(c.num_experts, 4);
+  EXPECT_EQ(c.experts_per_token, 2);
+  EXPECT_EQ(c.moe_intermediate_size, 24) << "Mixtral's experts are intermediate_size wide";
+  const auto names = check_against_reference(c);
+  EXPECT_THAT(names, ::testing::Contains("model.layers.1.block_sparse_moe.gate.weight"));
+  EXPECT_THAT(names, ::testing::Contains("model.layers.1.block_sparse_moe.experts.3.w2.weight"));
+  EXPECT_THAT(names, ::testing::Not(::testing::Contains("model.layers.0.mlp.gate_proj.weight")));
+}
+
+TEST(Qwen3MoeModel, MatchesAPlainTransformerWithADenseLayer) {
+  const ModelConfig c = parse_model_config(qwen3_moe_json(), "config.json");
+  EXPECT_TRUE(is_moe_layer(c, 0));
+  EXPECT_FALSE(is_moe_layer(c, 1));
+  EXPECT_TRUE(is_moe_layer(c, 2));
+  const auto names = check_against_reference(c);
+  EXPECT_THAT(names, ::testing::Contains("model.layers.0.mlp.experts.5.up_proj.weight"));
+  EXPECT_THAT(names, ::testing::Contains("model.layers.1.mlp.gate_proj.weight")) << "layer 1 is dense";
+  EXPECT_THAT(names, ::testing::Contains("model.layers.2.self_attn.q_norm.weight"));
+  // Renormalised routing is another model: the reference follows norm_topk_prob too.
+  check_against_reference(parse_model_config(qwen3_moe_json(R"(, "norm_topk_prob": true)"), "config.json"));
+}
+
+TEST(MoeConfig, ProblemsAreNamed) {
+  auto without = [](const std::string& text, const std::string& field) {
+    std::string t = text;
+    const size_t at = t.find("\"" + field + "\"");
+    const size_t end = t.find_first_of(",}", t.find(':', at));
+    return t.erase(at, end - at + (t[end] == ',' ? 1 : 0));
+  };
+  EXPECT_THAT(parse_error(without(mixtral_json(), "num_experts_per_tok")), HasSubstr("num_experts_per_tok"));
+  EXPECT_THAT(parse_error(qwen3_moe_json(R"(, "num_experts_per_tok": 7)")), HasSubstr("exceeds the number of experts"));
+  EXPECT_THAT(parse_error(qwen3_moe_json(R"(, "mlp_only_layers": [3])")), HasSubstr("mlp_only_layers"));
+  EXPECT_THAT(parse_error(qwen3_moe_json(R"(, "shared_expert_intermediate_size": 64)")),
+              HasSubstr("shared experts are not supported"));
 }
 
 // ---- Qwen2 and Mistral: the same decoder with other options ----

@@ -101,7 +101,8 @@ INSTANTIATE_TEST_SUITE_P(AllFixtures, ModelFixture,
                                            "qwen3-tied-bf16-g1-d128-bin-sharded",
                                            "qwen3-tied-f32-g2-d64-bias", "llama-untied-f32-g2-d64-rope3",
                                            "llama-tied-bf16-g4-d64", "qwen2-tied-bf16-g2-d64",
-                                           "mistral-untied-f32-g4-d64-swa"),
+                                           "mistral-untied-f32-g4-d64-swa", "mixtral-untied-f32-e4k2",
+                                           "qwen3moe-untied-f32-e6k3"),
                          [](const auto& info) {
                            std::string s = info.param;
                            for (char& c : s) if (c == '-') c = '_';

@@ -244,6 +244,24 @@ class CpuBackend final : public Backend {
                          static_cast<int>(meta.block_tables.dim(1)), out.data_as<float>());
   }
 
+  bool supports_moe() const override { return true; }
+  void moe_mlp(const Tensor& x, const Tensor& router, const Tensor& gate_up, const Tensor& down, int k,
+               bool renormalize, Tensor& out) override {
+    for (const auto& [t, what] : {std::pair{&x, "x"}, {&router, "router"}, {&gate_up, "gate_up"}, {&down, "down"},
+                                  {static_cast<const Tensor*>(&out), "out"}})
+      expect_f32(*t, "moe_mlp", what);
+    const int64_t T = x.dim(0), H = x.dim(1), E = router.dim(0);
+    const int64_t I = E > 0 ? gate_up.dim(0) / (2 * E) : 0;
+    expect(x.rank() == 2 && router.rank() == 2 && router.dim(1) == H && gate_up.rank() == 2 &&
+               gate_up.dim(0) == E * 2 * I && gate_up.dim(1) == H && I > 0 && down.rank() == 2 &&
+               down.dim(0) == E * H && down.dim(1) == I && out.shape() == x.shape() && k >= 1 && k <= E,
+           "moe_mlp", "x " + shape_string(x.shape()) + ", router " + shape_string(router.shape()) + ", gate_up " +
+                          shape_string(gate_up.shape()) + ", down " + shape_string(down.shape()) + ", k " +
+                          std::to_string(k));
+    cpu::moe_mlp(x.data_as<float>(), router.data_as<float>(), gate_up.data_as<float>(), down.data_as<float>(),
+                 out.data_as<float>(), T, H, I, static_cast<int>(E), k, renormalize);
+  }
+
   void gather_rows(const Tensor& x, const Tensor& rows, Tensor& out) override {
     expect_f32(x, "gather_rows", "x");
     expect_i32(rows, "gather_rows", "rows");

@@ -36,6 +36,14 @@ void paged_attention(const float* qkv, int nh, int nkv, int d, float scale,
 void gather_rows(const float* x, const int32_t* rows, float* out, int64_t R, int64_t T,
                  int64_t H);
 
+// The router's choice per row of router_logits (T, E): softmax, the k largest (larger first,
+// ties to the lower expert), weights renormalised to sum 1 when `renormalize`. ids, weights (T, k).
+void moe_route(const float* router_logits, int64_t T, int E, int k, bool renormalize, int32_t* ids,
+               float* weights);
+// Backend::moe_mlp: out (T, H); router (E, H), gate_up (E * 2I, H), down (E * H, I).
+void moe_mlp(const float* x, const float* router, const float* gate_up, const float* down, float* out, int64_t T,
+             int64_t H, int64_t I, int E, int k, bool renormalize);
+
 SamplerOutput sample(const float* logits, int64_t R, int64_t V, const SamplingBatch& batch);
 
 }  // namespace nanovllm::cpu
