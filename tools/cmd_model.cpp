@@ -75,6 +75,19 @@ void run_inspect(const std::string& model, bool list) {
               c.max_position_embeddings);
   std::printf("dtype               %s, tied embeddings: %s\n", std::string(dtype_name(c.torch_dtype)).c_str(),
               c.tie_word_embeddings ? "yes" : "no");
+  if (c.num_experts > 0) {
+    int sparse = 0;
+    for (int l = 0; l < c.num_hidden_layers; ++l) sparse += is_moe_layer(c, l);
+    std::printf("experts             %d, %d per token, %d wide, weights %s; in %d of %d layers (CPU backend only)\n",
+                c.num_experts, c.experts_per_token, c.moe_intermediate_size,
+                c.norm_topk_prob || c.model_type == "mixtral" || c.architecture == "MixtralForCausalLM"
+                    ? "renormalised"
+                    : "as routed",
+                sparse, c.num_hidden_layers);
+  }
+  if (c.sliding_window > 0)
+    std::printf("sliding window      %d: sequences are capped at %d (attention is full within it)\n",
+                c.sliding_window, usable_positions(c));
 
   std::unique_ptr<Checkpoint> ckpt;
   try {
@@ -100,9 +113,9 @@ void run_inspect(const std::string& model, bool list) {
   std::printf("KV cache per token  %lld bytes in bf16 (CUDA), %lld in f32 (CPU); a 256-token block %s / %s\n",
               static_cast<long long>(kv * 2), static_cast<long long>(kv * 4),
               human_bytes(static_cast<double>(kv * 2 * 256)).c_str(), human_bytes(static_cast<double>(kv * 4 * 256)).c_str());
-  const int max_len = std::min(c.max_position_embeddings, Config{}.max_model_len);
+  const int max_len = std::min(usable_positions(c), Config{}.max_model_len);
   std::printf("max_model_len       %d by default (--max-model-len up to %d): %s of KV in bf16\n", max_len,
-              c.max_position_embeddings, human_bytes(static_cast<double>(kv * 2 * max_len)).c_str());
+              usable_positions(c), human_bytes(static_cast<double>(kv * 2 * max_len)).c_str());
 
   if (fs::exists(dir / "tokenizer.json")) {
     std::string tpl = "no chat template";

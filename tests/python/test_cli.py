@@ -122,6 +122,14 @@ def test_inspect(model_dir):
     assert "model.layers.0.self_attn.q_proj.weight" in tensors
 
 
+def test_inspect_experts_and_window():
+    out = run("inspect", "-m", FIXTURES / "models" / "qwen3moe-untied-f32-e6k3").stdout
+    assert "experts             6, 3 per token, 48 wide, weights as routed; in 1 of 2 layers" in out
+    out = run("inspect", "-m", FIXTURES / "models" / "mistral-untied-f32-g4-d64-swa").stdout
+    assert "sliding window      128: sequences are capped at 128" in out
+    assert "max_model_len       128 by default (--max-model-len up to 128)" in out
+
+
 def test_predict_and_load():
     m = FIXTURES / "models" / "qwen3-tied-bf16-g4-d64"
     assert "next token:" in run("predict", "-m", m, "--tokens", "1,17,42").stdout
