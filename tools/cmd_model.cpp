@@ -80,9 +80,7 @@ void run_inspect(const std::string& model, bool list) {
     for (int l = 0; l < c.num_hidden_layers; ++l) sparse += is_moe_layer(c, l);
     std::printf("experts             %d, %d per token, %d wide, weights %s; in %d of %d layers (CPU backend only)\n",
                 c.num_experts, c.experts_per_token, c.moe_intermediate_size,
-                c.norm_topk_prob || c.model_type == "mixtral" || c.architecture == "MixtralForCausalLM"
-                    ? "renormalised"
-                    : "as routed",
+                c.norm_topk_prob ? "renormalised" : "as routed",
                 sparse, c.num_hidden_layers);
   }
   if (c.sliding_window > 0)

@@ -114,6 +114,8 @@ void read_experts(const json& j, ModelConfig& c, const std::filesystem::path& wh
                                 std::to_string(c.num_experts) + ")");
   c.moe_intermediate_size =
       has(j, "moe_intermediate_size") ? get_int(j, "moe_intermediate_size", where) : c.intermediate_size;
+  // Mixtral's configs (num_local_experts) have no norm_topk_prob: it always renormalises.
+  c.norm_topk_prob = has(j, "num_local_experts");
   if (has(j, "norm_topk_prob")) c.norm_topk_prob = get_bool(j, "norm_topk_prob", where);
   if (has(j, "decoder_sparse_step")) c.decoder_sparse_step = get_int(j, "decoder_sparse_step", where);
   if (has(j, "mlp_only_layers")) {

@@ -44,7 +44,7 @@ struct ModelConfig {
   // Mixture of experts (Mixtral: num_local_experts; Qwen3-MoE: num_experts), 0 for a dense MLP.
   // Each token's MLP is the weighted sum of experts_per_token experts (num_experts_per_tok) of
   // moe_intermediate_size (Mixtral: intermediate_size), picked by a softmax router; their weights
-  // renormalised to sum 1 when norm_topk_prob (Mixtral always). Qwen3-MoE keeps a dense MLP of
+  // renormalised to sum 1 when norm_topk_prob (Mixtral's configs: always, no field). Qwen3-MoE keeps a dense MLP of
   // intermediate_size in the layers listed in mlp_only_layers and in those whose index + 1 is
   // not a multiple of decoder_sparse_step.
   int num_experts = 0;

@@ -99,7 +99,6 @@ class DecoderLM final : public CausalLM {
       throw Error(c.path.string() + ": " + (c.architecture.empty() ? c.model_type : c.architecture) +
                   "'s mixture-of-experts layers run on the CPU backend only so far (--backend cpu); " + b.name() +
                   " has no kernels for them yet");
-    moe_renormalize_ = o.moe_renormalize.value_or(c.norm_topk_prob);
     for (int i = 0; i < c.num_hidden_layers; ++i)
       layers_.push_back(std::make_unique<DecoderLayer>(b, c, i, "model.layers." + std::to_string(i), o));
     reg_.add("model.embed_tokens.weight", &embed_, {c.vocab_size, c.hidden_size});
@@ -180,7 +179,7 @@ class DecoderLM final : public CausalLM {
       tap("mlp_norm", li, h);
       if (L.moe) {
         b_.moe_mlp(h, L.router->weight(), L.gate_up_proj->weight(), L.down_proj->weight(), c_.experts_per_token,
-                   moe_renormalize_, moe_out);
+                   c_.norm_topk_prob, moe_out);
         std::swap(h, moe_out);  // h is the MLP's output, as on the dense path
         tap("down", li, h);
         continue;
@@ -214,8 +213,7 @@ class DecoderLM final : public CausalLM {
   std::unique_ptr<Linear> lm_head_;  // null when tied to embed_
   RotaryEmbedding rotary_;
   ParamRegistry reg_;
-  bool has_moe_ = false;          // some layer has a mixture-of-experts MLP
-  bool moe_renormalize_ = false;  // its routing weights renormalised to sum 1
+  bool has_moe_ = false;  // some layer has a mixture-of-experts MLP
 };
 
 }  // namespace

@@ -16,13 +16,11 @@ struct DecoderOptions {
   // Qwen2 always has q/k/v biases and never an o_proj bias, whatever its config says.
   std::optional<bool> qkv_bias, o_bias;
   // Mixture-of-experts layers (ModelConfig::num_experts): the checkpoint names of the block, its
-  // router and its experts' gate, up and down matrices ("<layer>.<block>.experts.<e>.<gate>"),
-  // and whether the routing weights are renormalised (unset: config.json's norm_topk_prob).
+  // router and its experts' gate, up and down matrices ("<layer>.<block>.experts.<e>.<gate>").
   struct MoeNames {
     std::string block = "mlp", router = "gate", gate = "gate_proj", up = "up_proj", down = "down_proj";
   };
   MoeNames moe;
-  std::optional<bool> moe_renormalize;
 };
 
 std::unique_ptr<CausalLM> make_decoder_lm(const ModelConfig& config, Backend& backend, const DecoderOptions& options);

@@ -10,7 +10,6 @@ namespace nanovllm {
 std::unique_ptr<CausalLM> make_qwen3(const ModelConfig&, Backend&);
 std::unique_ptr<CausalLM> make_llama(const ModelConfig&, Backend&);
 std::unique_ptr<CausalLM> make_qwen2(const ModelConfig&, Backend&);
-std::unique_ptr<CausalLM> make_mistral(const ModelConfig&, Backend&);
 std::unique_ptr<CausalLM> make_mixtral(const ModelConfig&, Backend&);
 std::unique_ptr<CausalLM> make_qwen3_moe(const ModelConfig&, Backend&);
 
@@ -31,7 +30,8 @@ Registry& registry() {
     r->by_model_type["llama"] = "LlamaForCausalLM";
     r->factories["Qwen2ForCausalLM"] = make_qwen2;
     r->by_model_type["qwen2"] = "Qwen2ForCausalLM";
-    r->factories["MistralForCausalLM"] = make_mistral;
+    // Mistral's decoder is Llama's; its sliding window is a config rule (usable_positions).
+    r->factories["MistralForCausalLM"] = make_llama;
     r->by_model_type["mistral"] = "MistralForCausalLM";
     r->factories["MixtralForCausalLM"] = make_mixtral;
     r->by_model_type["mixtral"] = "MixtralForCausalLM";

@@ -365,6 +365,7 @@ TEST(MixtralModel, MatchesAPlainTransformer) {
   EXPECT_EQ(c.num_experts, 4);
   EXPECT_EQ(c.experts_per_token, 2);
   EXPECT_EQ(c.moe_intermediate_size, 24) << "Mixtral's experts are intermediate_size wide";
+  EXPECT_TRUE(c.norm_topk_prob) << "Mixtral always renormalises (its config has no field for it)";
   const auto names = check_against_reference(c);
   EXPECT_THAT(names, ::testing::Contains("model.layers.1.block_sparse_moe.gate.weight"));
   EXPECT_THAT(names, ::testing::Contains("model.layers.1.block_sparse_moe.experts.3.w2.weight"));
@@ -373,6 +374,7 @@ TEST(MixtralModel, MatchesAPlainTransformer) {
 
 TEST(Qwen3MoeModel, MatchesAPlainTransformerWithADenseLayer) {
   const ModelConfig c = parse_model_config(qwen3_moe_json(), "config.json");
+  EXPECT_FALSE(c.norm_topk_prob);
   EXPECT_TRUE(is_moe_layer(c, 0));
   EXPECT_FALSE(is_moe_layer(c, 1));
   EXPECT_TRUE(is_moe_layer(c, 2));

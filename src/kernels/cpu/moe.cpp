@@ -39,12 +39,13 @@ void moe_mlp(const float* x, const float* router, const float* gate_up, const fl
   linear(x, router, nullptr, logits.data(), T, E, H);
   moe_route(logits.data(), T, E, k, renormalize, ids.data(), w.data());
   std::fill(out, out + T * H, 0.f);
+  // (row, weight) of each expert's rows, rows increasing: one pass over the choices.
+  std::vector<std::vector<std::pair<int64_t, float>>> by_expert(static_cast<size_t>(E));
+  for (int64_t t = 0; t < T; ++t)
+    for (int j = 0; j < k; ++j) by_expert[ids[t * k + j]].emplace_back(t, w[t * k + j]);
   std::vector<float> xs, gu, act, y;
   for (int e = 0; e < E; ++e) {
-    std::vector<std::pair<int64_t, float>> rows;  // (row, weight), rows increasing
-    for (int64_t t = 0; t < T; ++t)
-      for (int j = 0; j < k; ++j)
-        if (ids[t * k + j] == e) rows.emplace_back(t, w[t * k + j]);
+    const auto& rows = by_expert[e];
     if (rows.empty()) continue;
     const int64_t n = static_cast<int64_t>(rows.size());
     xs.resize(static_cast<size_t>(n * H));
