@@ -97,8 +97,8 @@ class DecoderLM final : public CausalLM {
     for (int i = 0; i < c.num_hidden_layers; ++i) has_moe_ = has_moe_ || is_moe_layer(c, i);
     if (has_moe_ && !b.supports_moe())
       throw Error(c.path.string() + ": " + (c.architecture.empty() ? c.model_type : c.architecture) +
-                  "'s mixture-of-experts layers run on the CPU backend only so far (--backend cpu); " + b.name() +
-                  " has no kernels for them yet");
+                  "'s mixture-of-experts layers need kernels that " + b.name() +
+                  " does not have (the cpu and cuda backends run them)");
     for (int i = 0; i < c.num_hidden_layers; ++i)
       layers_.push_back(std::make_unique<DecoderLayer>(b, c, i, "model.layers." + std::to_string(i), o));
     reg_.add("model.embed_tokens.weight", &embed_, {c.vocab_size, c.hidden_size});

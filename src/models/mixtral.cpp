@@ -2,7 +2,7 @@
 // mixtures of experts: a router ("block_sparse_moe.gate") picks num_experts_per_tok of
 // num_local_experts SwiGLU experts (w1 gate, w3 up, w2 down) per token, weighted by the softmax
 // of their router logits renormalised over the chosen ones (ModelConfig::norm_topk_prob, which
-// Mixtral's configs imply). CPU backend only so far.
+// Mixtral's configs imply).
 #include "models/decoder_lm.h"
 
 namespace nanovllm {

@@ -2,7 +2,6 @@
 // are mixtures of experts: a router ("mlp.gate") picks num_experts_per_tok of num_experts
 // SwiGLU experts of moe_intermediate_size, weighted by their softmax, renormalised when
 // norm_topk_prob; layers in mlp_only_layers (or off the decoder_sparse_step) keep a dense MLP.
-// CPU backend only so far.
 #include "models/decoder_lm.h"
 
 namespace nanovllm {

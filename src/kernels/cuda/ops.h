@@ -125,6 +125,24 @@ void paged_attention_prefill(const void* qkv, int64_t T, int nh, int nkv, int d,
 // True when head_dim 128 prefill runs the Hopper wgmma kernel here (sm_90a code, a 9.x device).
 bool paged_attention_prefill_uses_wgmma();
 
+// ---- Mixture of experts (moe.cu) ----
+// Backend::moe_mlp after the router's product: router_logits (T, E) bf16 (x router^T), then
+// out (T, H) = sum over the k experts e each row picks of weight * down_e(silu(gate_e x) * up_e x),
+// as cpu::moe_mlp defines it (float32 softmax; the k largest, ties to the lower expert;
+// renormalised to sum 1 when `renormalize`). gate_up (E * 2I, H): expert e's gate rows, then its
+// up rows, from row e * 2I; down (E * H, I): expert e's rows from e * H. H and I multiples of 8;
+// x, the weights, out and workspace 16-byte aligned; E <= 1024, k <= min(E, 32). workspace: at
+// least moe_workspace_bytes(T, E, k, H, I) bytes (it holds the routing and the experts'
+// activations, ~(T k + 64 min(E, T k)) (H + I) 2 bytes). Device-side routing: the launches depend
+// on T only, so a CUDA graph can capture them. A row's bits do not depend on the other rows.
+size_t moe_workspace_bytes(int64_t T, int E, int k, int64_t H, int64_t I);
+void moe_mlp(const void* x, const void* router_logits, const void* gate_up, const void* down, void* out, int64_t T,
+             int64_t H, int64_t I, int E, int k, bool renormalize, void* workspace, size_t workspace_bytes,
+             cudaStream_t stream);
+// The routing alone: ids (T, k) int32 and weights (T, k) float32, the j-th largest first.
+void moe_route(const void* router_logits, int64_t T, int E, int k, bool renormalize, int32_t* ids, float* weights,
+               cudaStream_t stream);
+
 // Small-batch product for decode steps: out (M, N) = x (M, K) w (N, K)^T [+ bias (N,)], bf16,
 // float32 sums. For M <= kGemvMaxRows, K a multiple of 8, x and w 16-byte aligned
 // (gemv_supported); otherwise an Error. out rows are contiguous (stride N). k_split (1 or 4):

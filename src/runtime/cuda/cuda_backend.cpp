@@ -413,6 +413,31 @@ class CudaBackend final : public Backend {
                                  out.data(), stream_);
   }
 
+  bool supports_moe() const override { return true; }
+  void moe_mlp(const Tensor& x, const Tensor& router, const Tensor& gate_up, const Tensor& down, int k,
+               bool renormalize, Tensor& out) override {
+    const char* op = "moe_mlp";
+    expect_bf16(x, op, "x");
+    expect_bf16(router, op, "router");
+    expect_bf16(gate_up, op, "gate_up");
+    expect_bf16(down, op, "down");
+    expect_bf16(out, op, "out");
+    expect(x.rank() == 2 && router.rank() == 2 && gate_up.rank() == 2 && down.rank() == 2 && out.shape() == x.shape(),
+           op, "x, router, gate_up, down and out must be matrices, out shaped like x");
+    const int64_t T = x.dim(0), H = x.dim(1), E = router.dim(0), I = down.dim(1);
+    expect(router.dim(1) == H && gate_up.dim(0) == E * 2 * I && gate_up.dim(1) == H && down.dim(0) == E * H, op,
+           "shapes x " + shape_string(x.shape()) + ", router " + shape_string(router.shape()) + ", gate_up " +
+               shape_string(gate_up.shape()) + ", down " + shape_string(down.shape()) + " do not fit");
+    if (T == 0) return;
+    Tensor logits = empty({T, E}, DType::BF16);
+    linear(x, router, nullptr, logits);  // bf16 logits, as Hugging Face's bf16 router gives
+    OpScope scope_(prof_.get(), op);
+    const size_t bytes = gpu::moe_workspace_bytes(T, static_cast<int>(E), k, H, I);
+    Tensor ws = empty({static_cast<int64_t>(bytes)}, DType::U8);
+    gpu::moe_mlp(x.data(), logits.data(), gate_up.data(), down.data(), out.data(), T, H, I, static_cast<int>(E), k,
+                 renormalize, ws.data(), bytes, stream_);
+  }
+
   void gather_rows(const Tensor& x, const Tensor& rows, Tensor& out) override {
     OpScope scope_(prof_.get(), "gather_rows");
     expect_bf16(x, "gather_rows", "x");

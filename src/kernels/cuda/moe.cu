@@ -1,0 +1,426 @@
+// The mixture-of-experts MLP on the GPU (ops.h, gpu::moe_mlp), as the CPU reference defines it
+// (kernels/cpu/moe.cpp): route each row to its k experts, run each expert's SwiGLU over the rows
+// that chose it, sum the experts' outputs weighted by the routing weights.
+//
+// Everything runs on the device from the router's logits on, with grids sized from T alone, so
+// a decode step with experts is captured in a CUDA graph like any other:
+//   1. moe_route:   one warp per row: float32 softmax of the E logits, the k largest (ties to
+//                   the lower expert, as the CPU's stable sort), optionally renormalised.
+//   2. moe_align:   one CTA: each expert's (row, choice) slots, grouped by expert, each group
+//                   padded to a multiple of kBM so a tile of kBM rows belongs to one expert;
+//                   the expert of every tile (-1 past the last), and each slot's padded row.
+//   3. moe_gemm<gather, silu>: act = silu(g) * u, [g | u] = x[rows] gate_up_e^T, one tile of
+//                   kBM rows x kBN columns per CTA (mma.sync m16n8k16, float32 sums, a
+//                   kStages-deep cp.async ring): the gate and up columns of a tile are computed
+//                   together, so [g | u] never reaches memory.
+//   4. moe_gemm<plain>: y = act down_e^T, the same tiles.
+//   5. moe_combine: out[t] = sum over j < k of weight[t, j] * y[row of (t, j)], in j's order.
+// A row's result does not depend on the rows around it: a tile row's sums read only that row,
+// in a fixed order, and the combine's order is the row's own choice order. (Where a slot lands
+// inside its expert's group depends on atomics; that changes which tile row computes it, not
+// its bits.)
+//
+// Rounding follows Hugging Face's bf16 experts: g and u are rounded to bf16, silu(g) is
+// rounded before the product (activation.cuh), act and y are bf16; the weighted sum over the k
+// experts is float32, rounded once.
+#include <algorithm>
+#include <string>
+
+#include "kernels/cuda/activation.cuh"
+#include "kernels/cuda/bf16_vec.cuh"
+#include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/mma.cuh"
+#include "kernels/cuda/ops.h"
+#include "runtime/cuda_check.h"
+
+namespace nanovllm::gpu {
+namespace {
+
+using detail::bf16;
+
+constexpr int kBM = 64;       // rows per tile (an expert's group is padded to a multiple)
+constexpr int kBN = 64;       // output columns per tile
+constexpr int kBK = 64;       // K per pipeline stage
+constexpr int kStages = 3;    // cp.async ring depth
+constexpr int kThreads = 128; // 4 warps, 2 x 2, each 32 rows x 32 columns
+constexpr int kLds = kBK + 8; // smem row stride (elements): 144 bytes, ldmatrix rows on distinct banks
+constexpr int kMaxExperts = 1024;
+constexpr int kMaxPerLane = kMaxExperts / 32;
+constexpr int kMaxK = 32;
+
+// ---- 1. routing ----
+__global__ void __launch_bounds__(128)
+    moe_route_kernel(const bf16* __restrict__ logits, int64_t T, int E, int k, bool renormalize,
+                     int32_t* __restrict__ ids, float* __restrict__ weights) {
+  detail::pdl_begin();
+  const int lane = threadIdx.x & 31;
+  const int64_t t = int64_t{blockIdx.x} * (blockDim.x / 32) + threadIdx.x / 32;
+  if (t >= T) return;
+  const bf16* l = logits + t * E;
+  float p[kMaxPerLane];
+  float mx = -INFINITY;
+#pragma unroll
+  for (int i = 0; i < kMaxPerLane; ++i) {
+    const int e = lane + 32 * i;
+    p[i] = e < E ? __bfloat162float(l[e]) : -INFINITY;
+    mx = fmaxf(mx, p[i]);
+  }
+  for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+  float z = 0.f;
+#pragma unroll
+  for (int i = 0; i < kMaxPerLane; ++i) {
+    p[i] = lane + 32 * i < E ? expf(p[i] - mx) : 0.f;
+    z += p[i];
+  }
+  z = detail::group_sum(z);
+#pragma unroll
+  for (int i = 0; i < kMaxPerLane; ++i) p[i] = lane + 32 * i < E ? p[i] / z : -1.f;  // -1: never picked
+  // k rounds of a warp argmax (larger p, then the lower expert); the winner leaves the race.
+  float chosen_p = 0.f, sum = 0.f;
+  int chosen_e = 0;
+  for (int j = 0; j < k; ++j) {
+    float bp = -2.f;
+    int be = INT32_MAX;
+#pragma unroll
+    for (int i = 0; i < kMaxPerLane; ++i)
+      if (p[i] > bp) bp = p[i], be = lane + 32 * i;  // i ascending: ties keep the lower expert
+    for (int off = 16; off > 0; off >>= 1) {
+      const float op = __shfl_xor_sync(0xffffffffu, bp, off);
+      const int oe = __shfl_xor_sync(0xffffffffu, be, off);
+      if (op > bp || (op == bp && oe < be)) bp = op, be = oe;
+    }
+    be = be < E ? be : 0;  // only NaN logits pick nothing; keep the id in range regardless
+#pragma unroll
+    for (int i = 0; i < kMaxPerLane; ++i)
+      if (lane + 32 * i == be) p[i] = -1.f;
+    if (lane == j) chosen_p = bp, chosen_e = be;
+    sum += bp;
+  }
+  if (lane < k) {
+    ids[t * k + lane] = chosen_e;
+    weights[t * k + lane] = renormalize ? chosen_p / sum : chosen_p;
+  }
+}
+
+// ---- 2. grouping the slots by expert ----
+// slot s = t * k + j. sorted[r] = the slot at padded row r (-1: padding), tile_expert[i] = the
+// expert of tile i (-1 past the last tile, up to max_tiles), slot_row[s] = the row of slot s.
+__global__ void __launch_bounds__(1024)
+    moe_align_kernel(const int32_t* __restrict__ ids, int64_t slots, int E, int32_t* __restrict__ sorted,
+                     int32_t* __restrict__ tile_expert, int max_tiles, int32_t* __restrict__ slot_row) {
+  detail::pdl_begin();
+  __shared__ int count[kMaxExperts];
+  __shared__ int start[kMaxExperts + 1];
+  __shared__ int warp_total[32];
+  const int tid = threadIdx.x, nt = blockDim.x;
+  for (int e = tid; e < E; e += nt) count[e] = 0;
+  __syncthreads();
+  for (int64_t s = tid; s < slots; s += nt) slot_row[s] = atomicAdd(&count[ids[s]], 1);  // rank in its group
+  __syncthreads();
+  // Exclusive scan of the padded group sizes: one expert per thread (E <= 1024 = blockDim).
+  const int lane = tid & 31, warp = tid >> 5;
+  const int padded = tid < E ? (count[tid] + kBM - 1) / kBM * kBM : 0;
+  int incl = padded;
+  for (int off = 1; off < 32; off <<= 1) {
+    const int v = __shfl_up_sync(0xffffffffu, incl, off);
+    if (lane >= off) incl += v;
+  }
+  if (lane == 31) warp_total[warp] = incl;
+  __syncthreads();
+  if (warp == 0) {
+    int w = lane < nt / 32 ? warp_total[lane] : 0;
+    for (int off = 1; off < 32; off <<= 1) {
+      const int v = __shfl_up_sync(0xffffffffu, w, off);
+      if (lane >= off) w += v;
+    }
+    warp_total[lane] = w;  // inclusive over warps
+  }
+  __syncthreads();
+  const int excl = incl - padded + (warp > 0 ? warp_total[warp - 1] : 0);
+  if (tid < E) start[tid] = excl;
+  if (tid == E - 1) start[E] = excl + padded;
+  __syncthreads();
+  const int rows = start[E];
+  for (int r = tid; r < rows; r += nt) sorted[r] = -1;
+  for (int i = tid; i < max_tiles; i += nt) tile_expert[i] = -1;
+  __syncthreads();
+  for (int e = tid; e < E; e += nt)
+    for (int i = start[e] / kBM; i < start[e + 1] / kBM; ++i) tile_expert[i] = e;
+  for (int64_t s = tid; s < slots; s += nt) {
+    const int r = start[ids[s]] + slot_row[s];
+    sorted[r] = static_cast<int32_t>(s);
+    slot_row[s] = r;
+  }
+}
+
+// ---- 3 and 4. the experts' products ----
+struct GemmParams {
+  const bf16* a;               // kGather: x (T, K), row t; else act (rows, K), row r
+  const bf16* w;               // (E * w_rows, K): expert e's matrix from row e * w_rows
+  bf16* out;                   // (rows, N)
+  const int32_t* sorted;       // the slot of each padded row (-1: padding)
+  const int32_t* tile_expert;  // the expert of each tile (-1: no tile)
+  int64_t K, N, w_rows;
+  int k_choices;               // top-k: slot s is row s / k of x
+};
+
+// kSilu: w holds each expert's 2N rows, gate then up; out = bf16(silu(bf16 g)) * bf16(u).
+template <bool kGather, bool kSilu>
+__global__ void __launch_bounds__(kThreads) moe_gemm_kernel(GemmParams p) {
+  constexpr int kBRows = kSilu ? 2 * kBN : kBN;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* sa = reinterpret_cast<bf16*>(smem_raw);    // kStages x (kBM x kLds)
+  bf16* sb = sa + kStages * kBM * kLds;            // kStages x (kBRows x kLds)
+  detail::pdl_begin();
+  const int expert = p.tile_expert[blockIdx.y];
+  if (expert < 0) return;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int64_t m0 = int64_t{blockIdx.y} * kBM, n0 = int64_t{blockIdx.x} * kBN;
+  const bf16* w = p.w + int64_t{expert} * p.w_rows * p.K;
+
+  // Each thread copies fixed rows of every stage: 16-byte chunk c = tid + i * kThreads is row
+  // c / 8, column (c % 8) * 8 of the tile (kBK = 64: 8 chunks per row).
+  constexpr int kAChunks = kBM * kBK / 8 / kThreads, kBChunks = kBRows * kBK / 8 / kThreads;
+  const int col8 = (tid % 8) * 8;
+  const bf16* a_src[kAChunks];
+  bool a_ok[kAChunks];
+#pragma unroll
+  for (int i = 0; i < kAChunks; ++i) {
+    const int r = tid / 8 + i * (kThreads / 8);
+    if (kGather) {
+      const int slot = p.sorted[m0 + r];
+      a_ok[i] = slot >= 0;
+      a_src[i] = p.a + (a_ok[i] ? int64_t{slot / p.k_choices} : 0) * p.K;
+    } else {
+      a_ok[i] = p.sorted[m0 + r] >= 0;
+      a_src[i] = p.a + (m0 + r) * p.K;
+    }
+  }
+  const bf16* b_src[kBChunks];
+  bool b_ok[kBChunks];
+#pragma unroll
+  for (int i = 0; i < kBChunks; ++i) {
+    const int r = tid / 8 + i * (kThreads / 8);
+    const int64_t n = n0 + (kSilu ? r % kBN : r);
+    b_ok[i] = n < p.N;
+    b_src[i] = w + ((kSilu && r >= kBN ? p.N : 0) + (b_ok[i] ? n : 0)) * p.K;
+  }
+  auto load_stage = [&](int stage, int64_t k0) {
+    const bool k_ok = k0 + col8 < p.K;  // K % 8 == 0: a chunk is all in or all out
+    bf16* da = sa + stage * kBM * kLds;
+    bf16* db = sb + stage * kBRows * kLds;
+#pragma unroll
+    for (int i = 0; i < kAChunks; ++i) {
+      const int r = tid / 8 + i * (kThreads / 8);
+      const bool ok = a_ok[i] && k_ok;
+      detail::cp_async16(da + r * kLds + col8, ok ? a_src[i] + k0 + col8 : p.a, ok);
+    }
+#pragma unroll
+    for (int i = 0; i < kBChunks; ++i) {
+      const int r = tid / 8 + i * (kThreads / 8);
+      const bool ok = b_ok[i] && k_ok;
+      detail::cp_async16(db + r * kLds + col8, ok ? b_src[i] + k0 + col8 : p.w, ok);
+    }
+  };
+
+  float acc[2][4][4] = {};   // [m16 tile][n8 tile][fragment]: gate (or the plain product)
+  float acc_u[2][4][4] = {}; // kSilu: up
+  const int wm = (warp / 2) * 32, wn = (warp % 2) * 32;
+  const int ktiles = static_cast<int>((p.K + kBK - 1) / kBK);
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < ktiles) load_stage(s, int64_t{s} * kBK);
+    detail::cp_async_commit();
+  }
+  for (int kt = 0; kt < ktiles; ++kt) {
+    detail::cp_async_wait<kStages - 2>();
+    __syncthreads();  // stage kt landed for all; stage kt - 1 (refilled next) is consumed
+    if (kt + kStages - 1 < ktiles) load_stage((kt + kStages - 1) % kStages, int64_t{kt + kStages - 1} * kBK);
+    detail::cp_async_commit();
+    const bf16* ta = sa + (kt % kStages) * kBM * kLds;
+    const bf16* tb = sb + (kt % kStages) * kBRows * kLds;
+#pragma unroll
+    for (int kk = 0; kk < kBK; kk += 16) {
+      uint32_t af[2][4];
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi)
+        detail::ldmatrix_x4(af[mi], ta + (wm + mi * 16 + lane % 16) * kLds + kk + (lane / 16) * 8);
+#pragma unroll
+      for (int half = 0; half < (kSilu ? 2 : 1); ++half) {
+        float(&c)[2][4][4] = half ? acc_u : acc;
+#pragma unroll
+        for (int nj = 0; nj < 2; ++nj) {  // n8 tiles 2 nj and 2 nj + 1
+          uint32_t bf[4];
+          detail::ldmatrix_x4(
+              bf, tb + (half * kBN + wn + nj * 16 + lane % 8 + (lane / 16) * 8) * kLds + kk + ((lane / 8) % 2) * 8);
+#pragma unroll
+          for (int mi = 0; mi < 2; ++mi) {
+            detail::mma_bf16(c[mi][2 * nj], af[mi], bf[0], bf[1]);
+            detail::mma_bf16(c[mi][2 * nj + 1], af[mi], bf[2], bf[3]);
+          }
+        }
+      }
+    }
+  }
+  detail::cp_async_wait<0>();
+
+  // Fragment (mi, ni): rows wm + mi * 16 + lane / 4 (+ 8), columns wn + ni * 8 + 2 (lane % 4), + 1.
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < 4; ++ni) {
+      const int64_t n = n0 + wn + ni * 8 + 2 * (lane % 4);
+      if (n >= p.N) continue;  // N % 8 == 0: both columns in or out
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int64_t r = m0 + wm + mi * 16 + lane / 4 + h * 8;
+        float v0 = acc[mi][ni][2 * h], v1 = acc[mi][ni][2 * h + 1];
+        if (kSilu) {
+          const auto round = [](float x) { return __bfloat162float(__float2bfloat16_rn(x)); };
+          v0 = detail::silu_bf16(round(v0)) * round(acc_u[mi][ni][2 * h]);
+          v1 = detail::silu_bf16(round(v1)) * round(acc_u[mi][ni][2 * h + 1]);
+        }
+        *reinterpret_cast<uint32_t*>(p.out + r * p.N + n) = detail::pack_bf16x2(v0, v1);
+      }
+    }
+}
+
+// ---- 5. the weighted sum over each row's experts ----
+__global__ void __launch_bounds__(128)
+    moe_combine_kernel(const bf16* __restrict__ y, const int32_t* __restrict__ slot_row,
+                       const float* __restrict__ weights, bf16* __restrict__ out, int64_t H, int k) {
+  detail::pdl_begin();
+  const int64_t t = blockIdx.x;
+  for (int64_t h = int64_t{threadIdx.x} * 8; h < H; h += int64_t{blockDim.x} * 8) {
+    float sum[8] = {};
+    for (int j = 0; j < k; ++j) {
+      const float wj = weights[t * k + j];
+      float v[8];
+      detail::load_bf16<8>(y + int64_t{slot_row[t * k + j]} * H + h, v);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) sum[i] += wj * v[i];
+    }
+    detail::store_bf16<8>(out + t * H + h, sum);
+  }
+}
+
+// Byte offsets of the workspace's parts, each 256-byte aligned.
+struct Layout {
+  size_t ids, weights, slot_row, sorted, tile_expert, act, y, total;
+  int64_t rows;   // padded rows at most
+  int max_tiles;  // tiles at most
+};
+Layout layout(int64_t T, int E, int k, int64_t H, int64_t I) {
+  Layout l{};
+  const int64_t slots = T * k;
+  // Each used expert pads its group by < kBM rows; at most min(E, slots) are used.
+  l.max_tiles = static_cast<int>((slots + kBM - 1) / kBM + std::min<int64_t>(E, slots));
+  l.rows = int64_t{l.max_tiles} * kBM;
+  size_t at = 0;
+  const auto take = [&](size_t bytes) {
+    const size_t here = at;
+    at += (bytes + 255) / 256 * 256;
+    return here;
+  };
+  l.ids = take(slots * 4);
+  l.weights = take(slots * 4);
+  l.slot_row = take(slots * 4);
+  l.sorted = take(l.rows * 4);
+  l.tile_expert = take(size_t(l.max_tiles) * 4);
+  l.act = take(l.rows * I * 2);
+  l.y = take(l.rows * H * 2);
+  l.total = at;
+  return l;
+}
+
+template <bool kGather, bool kSilu>
+void launch_gemm(const GemmParams& p, int max_tiles, cudaStream_t stream) {
+  constexpr int kBRows = kSilu ? 2 * kBN : kBN;
+  constexpr size_t smem = size_t{kStages} * (kBM + kBRows) * kLds * sizeof(bf16);
+  static const bool attr_set = [] {  // above 48 KB needs the opt-in, once per kernel
+    NANOVLLM_CUDA_CHECK(
+        cudaFuncSetAttribute(moe_gemm_kernel<kGather, kSilu>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    return true;
+  }();
+  (void)attr_set;
+  const dim3 grid(static_cast<unsigned>((p.N + kBN - 1) / kBN), static_cast<unsigned>(max_tiles));
+  detail::launch(moe_gemm_kernel<kGather, kSilu>, grid, kThreads, smem, stream, p);
+  NANOVLLM_CUDA_CHECK_LAUNCH();
+}
+
+void check_args(const char* op, int64_t T, int E, int k) {
+  detail::require(T >= 0, op, "T must be non-negative, got " + std::to_string(T));
+  detail::require(E >= 1 && E <= kMaxExperts, op,
+                  "the number of experts must be in [1, " + std::to_string(kMaxExperts) + "], got " + std::to_string(E));
+  detail::require(k >= 1 && k <= std::min(E, kMaxK), op,
+                  "experts per token must be in [1, min(experts, " + std::to_string(kMaxK) + ")], got " +
+                      std::to_string(k) + " of " + std::to_string(E));
+  detail::require(T * k <= INT32_MAX / 2, op, "too many rows: " + std::to_string(T));
+}
+
+}  // namespace
+
+void moe_route(const void* router_logits, int64_t T, int E, int k, bool renormalize, int32_t* ids, float* weights,
+               cudaStream_t stream) {
+  check_args("moe_route", T, E, k);
+  if (T == 0) return;
+  detail::require(router_logits && ids && weights, "moe_route", "null pointer");
+  detail::launch(moe_route_kernel, dim3(static_cast<unsigned>((T + 3) / 4)), 128, 0, stream,
+                 static_cast<const bf16*>(router_logits), T, E, k, renormalize, ids, weights);
+  NANOVLLM_CUDA_CHECK_LAUNCH();
+}
+
+size_t moe_workspace_bytes(int64_t T, int E, int k, int64_t H, int64_t I) {
+  return T > 0 ? layout(T, E, k, H, I).total : 0;
+}
+
+void moe_mlp(const void* x, const void* router_logits, const void* gate_up, const void* down, void* out, int64_t T,
+             int64_t H, int64_t I, int E, int k, bool renormalize, void* workspace, size_t workspace_bytes,
+             cudaStream_t stream) {
+  const char* op = "moe_mlp";
+  check_args(op, T, E, k);
+  detail::require(H > 0 && I > 0 && H % 8 == 0 && I % 8 == 0, op,
+                  "hidden and intermediate sizes must be positive multiples of 8, got " + std::to_string(H) + " and " +
+                      std::to_string(I));
+  if (T == 0) return;
+  detail::require(x && router_logits && gate_up && down && out && workspace, op, "null pointer");
+  detail::require(detail::aligned16(x) && detail::aligned16(gate_up) && detail::aligned16(down) &&
+                      detail::aligned16(out) && detail::aligned16(workspace),
+                  op, "x, the weights, out and the workspace must be 16-byte aligned");
+  const Layout l = layout(T, E, k, H, I);
+  detail::require(workspace_bytes >= l.total, op,
+                  "workspace of " + std::to_string(workspace_bytes) + " bytes, needs " + std::to_string(l.total));
+  char* ws = static_cast<char*>(workspace);
+  auto* ids = reinterpret_cast<int32_t*>(ws + l.ids);
+  auto* weights = reinterpret_cast<float*>(ws + l.weights);
+  auto* slot_row = reinterpret_cast<int32_t*>(ws + l.slot_row);
+  auto* sorted = reinterpret_cast<int32_t*>(ws + l.sorted);
+  auto* tile_expert = reinterpret_cast<int32_t*>(ws + l.tile_expert);
+  auto* act = reinterpret_cast<bf16*>(ws + l.act);
+  auto* y = reinterpret_cast<bf16*>(ws + l.y);
+
+  moe_route(router_logits, T, E, k, renormalize, ids, weights, stream);
+  detail::launch(moe_align_kernel, dim3(1), 1024, 0, stream, static_cast<const int32_t*>(ids), T * k, E, sorted,
+                 tile_expert, l.max_tiles, slot_row);
+  NANOVLLM_CUDA_CHECK_LAUNCH();
+  GemmParams g{};
+  g.sorted = sorted;
+  g.tile_expert = tile_expert;
+  g.k_choices = k;
+  g.a = static_cast<const bf16*>(x);
+  g.w = static_cast<const bf16*>(gate_up);
+  g.out = act;
+  g.K = H, g.N = I, g.w_rows = 2 * I;
+  launch_gemm<true, true>(g, l.max_tiles, stream);
+  g.a = act;
+  g.w = static_cast<const bf16*>(down);
+  g.out = y;
+  g.K = I, g.N = H, g.w_rows = H;
+  launch_gemm<false, false>(g, l.max_tiles, stream);
+  detail::launch(moe_combine_kernel, dim3(static_cast<unsigned>(T)), 128, 0, stream, static_cast<const bf16*>(y),
+                 static_cast<const int32_t*>(slot_row), static_cast<const float*>(weights), static_cast<bf16*>(out),
+                 H, k);
+  NANOVLLM_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace nanovllm::gpu
