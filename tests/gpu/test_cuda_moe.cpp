@@ -9,7 +9,10 @@
 //   chosen expert in float32 with the kernel's bf16 roundings (g, u, silu(g), act, y) mirrored,
 //   then the float32 weighted sum. The output buffer is poisoned first (an unwritten element is
 //   a NaN) and every buffer has guards that must stay untouched.
-// - A row's bits do not depend on the batch: each case's first row is run again alone.
+// - Both tile choices: any step's (64- or 128-row tiles, the same bits) and a decode step's
+//   (16-row split-K tiles for few rows per expert).
+// - A row's bits do not depend on the batch outside decode steps: each case's first row is
+//   run again alone (which picks 64-row tiles where the batch may have picked 128).
 // Without a GPU the tests are SKIPPED, except the argument checks.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
@@ -138,15 +141,15 @@ std::vector<float> reference(const Case& c, const std::vector<float>& x, const s
 }
 
 // Runs gpu::moe_mlp on rows [0, T) of the inputs; returns the output's bits.
-std::vector<uint16_t> run_gpu(Stream& stream, const Case& c, int64_t T, const Bf16Host& x, const Bf16Host& logits,
-                              DeviceBuf<uint16_t>& d_gate_up, DeviceBuf<uint16_t>& d_down) {
+std::vector<uint16_t> run_gpu(Stream& stream, const Case& c, int64_t T, bool decode, const Bf16Host& x,
+                              const Bf16Host& logits, DeviceBuf<uint16_t>& d_gate_up, DeviceBuf<uint16_t>& d_down) {
   DeviceBuf<uint16_t> d_x(size_t(T * c.H)), d_logits(size_t(T * c.E)), d_out(size_t(T * c.H));
   d_x.upload(std::vector<uint16_t>(x.bits.begin(), x.bits.begin() + T * c.H));
   d_logits.upload(std::vector<uint16_t>(logits.bits.begin(), logits.bits.begin() + T * c.E));
-  const size_t bytes = gpu::moe_workspace_bytes(T, c.E, c.k, c.H, c.I);
+  const size_t bytes = gpu::moe_workspace_bytes(T, c.E, c.k, c.H, c.I, decode);
   DeviceBuf<unsigned char> ws(bytes);
   gpu::moe_mlp(d_x.data(), d_logits.data(), d_gate_up.data(), d_down.data(), d_out.data(), T, c.H, c.I, c.E, c.k,
-               c.renormalize, ws.data(), bytes, stream);
+               c.renormalize, decode, ws.data(), bytes, stream);
   stream.sync();
   auto out = d_out.download();
   ws.download();
@@ -162,12 +165,12 @@ TEST(CudaMoe, MlpMatchesCpuReference) {
       {1, 64, 48, 6, 3, false},      {7, 64, 160, 4, 2, true},     {33, 64, 48, 6, 3, false},
       {200, 128, 96, 8, 2, true},    {1, 256, 200, 128, 8, true},  {64, 256, 200, 128, 8, true},
       {300, 72, 136, 16, 1, false},  {513, 128, 64, 4, 4, false},  {5, 2048, 768, 16, 4, true},
-      {130, 512, 1408, 8, 2, true},
+      {130, 512, 1408, 8, 2, true},  {1000, 200, 136, 8, 2, false}, {2048, 256, 192, 32, 4, true},
   };
   double worst = 0;
   const bool sanitizing = std::getenv("NANOVLLM_GPU_SANITIZER") != nullptr;  // fewer, smaller cases
   for (const Case& c : cases) {
-    if (sanitizing && c.H * c.I > 256 * 200) continue;
+    if (sanitizing && (c.H * c.I > 256 * 200 || c.T > 1000)) continue;
     SCOPED_TRACE(describe(c));
     const Bf16Host x = random_bf16(size_t(c.T * c.H), 1.f);
     const Bf16Host logits = random_logits(size_t(c.T * c.E), 0);
@@ -177,38 +180,44 @@ TEST(CudaMoe, MlpMatchesCpuReference) {
     DeviceBuf<uint16_t> d_gate_up(gate_up.bits.size()), d_down(down.bits.size());
     d_gate_up.upload(gate_up.bits);
     d_down.upload(down.bits);
-    const std::vector<uint16_t> out = run_gpu(stream, c, c.T, x, logits, d_gate_up, d_down);
     const std::vector<float> ref = reference(c, x.f, logits.f, gate_up.f, down.f);
-    double num = 0, den = 0, worst_row = 0;
-    int64_t bad = 0, nonfinite = 0;
-    for (int64_t t = 0; t < c.T; ++t) {
-      double rn = 0, rd = 0;
-      for (int64_t h = 0; h < c.H; ++h) rd += double(ref[t * c.H + h]) * ref[t * c.H + h];
-      const double rms = std::sqrt(rd / double(c.H));
-      for (int64_t h = 0; h < c.H; ++h) {
-        const double o = bf16_to_f32(out[t * c.H + h]), want = ref[t * c.H + h];
-        if (!std::isfinite(o)) {
-          ++nonfinite;
-          continue;
+    // decode: the tiles a pure decode step may pick for few rows per expert (split K).
+    std::vector<uint16_t> outs[2];
+    for (bool decode : {false, true}) {
+      SCOPED_TRACE(decode ? "decode tiles" : "any-step tiles");
+      const std::vector<uint16_t>& out = outs[decode] = run_gpu(stream, c, c.T, decode, x, logits, d_gate_up, d_down);
+      double num = 0, den = 0, worst_row = 0;
+      int64_t bad = 0, nonfinite = 0;
+      for (int64_t t = 0; t < c.T; ++t) {
+        double rn = 0, rd = 0;
+        for (int64_t h = 0; h < c.H; ++h) rd += double(ref[t * c.H + h]) * ref[t * c.H + h];
+        const double rms = std::sqrt(rd / double(c.H));
+        for (int64_t h = 0; h < c.H; ++h) {
+          const double o = bf16_to_f32(out[t * c.H + h]), want = ref[t * c.H + h];
+          if (!std::isfinite(o)) {
+            ++nonfinite;
+            continue;
+          }
+          rn += (o - want) * (o - want);
+          // One bf16 ulp of the value, plus a few ulps of the row (an intermediate rounded the other way).
+          if (std::abs(o - want) > std::ldexp(1.0, -7) * std::abs(want) + 2e-2 * rms) ++bad;
         }
-        rn += (o - want) * (o - want);
-        // One bf16 ulp of the value, plus a few ulps of the row (an intermediate rounded the other way).
-        if (std::abs(o - want) > std::ldexp(1.0, -7) * std::abs(want) + 2e-2 * rms) ++bad;
+        worst_row = std::max(worst_row, std::sqrt(rn / std::max(rd, 1e-30)));
+        num += rn;
+        den += rd;
       }
-      worst_row = std::max(worst_row, std::sqrt(rn / std::max(rd, 1e-30)));
-      num += rn;
-      den += rd;
+      const double rel = std::sqrt(num / den);
+      EXPECT_EQ(nonfinite, 0);
+      EXPECT_EQ(bad, 0);
+      EXPECT_LT(rel, 5e-3);
+      EXPECT_LT(worst_row, 2e-2);
+      worst = std::max(worst, rel);
+      std::printf("[ CudaMoe ] moe_mlp %-48s %-6s rel err %.2e (worst row %.2e)\n", describe(c).c_str(),
+                  decode ? "decode" : "any", rel, worst_row);
     }
-    const double rel = std::sqrt(num / den);
-    EXPECT_EQ(nonfinite, 0);
-    EXPECT_EQ(bad, 0);
-    EXPECT_LT(rel, 5e-3);
-    EXPECT_LT(worst_row, 2e-2);
-    worst = std::max(worst, rel);
-    // The first row alone: the same bits.
-    const std::vector<uint16_t> alone = run_gpu(stream, c, 1, x, logits, d_gate_up, d_down);
-    EXPECT_TRUE(std::equal(alone.begin(), alone.end(), out.begin())) << "row 0 alone differs from row 0 in the batch";
-    std::printf("[ CudaMoe ] moe_mlp %-48s rel err %.2e (worst row %.2e)\n", describe(c).c_str(), rel, worst_row);
+    // The first row alone, outside decode steps: the same bits (whatever tiles T picks).
+    const std::vector<uint16_t> alone = run_gpu(stream, c, 1, false, x, logits, d_gate_up, d_down);
+    EXPECT_TRUE(std::equal(alone.begin(), alone.end(), outs[0].begin())) << "row 0 alone differs from row 0 in the batch";
   }
   std::printf("[ CudaMoe ] moe_mlp %zu cases, max rel err %.2e\n", cases.size(), worst);
 }
@@ -246,11 +255,12 @@ TEST(CudaMoePerf, LayerTiming) {
       DeviceBuf<uint16_t> x(size_t(T * m.H)), d_logits(size_t(T * m.E)), out(size_t(T * m.H));
       NANOVLLM_CUDA_CHECK(cudaMemset(x.data(), 0x3c, x.bytes()));
       d_logits.upload(logits.bits);
-      const size_t bytes = gpu::moe_workspace_bytes(T, m.E, m.k, m.H, m.I);
+      const bool decode = T <= 256;  // the engine's decode batches; larger T: prefill
+      const size_t bytes = gpu::moe_workspace_bytes(T, m.E, m.k, m.H, m.I, decode);
       DeviceBuf<unsigned char> ws(bytes);
       const auto call = [&] {
         gpu::moe_mlp(x.data(), d_logits.data(), gate_up.data(), down.data(), out.data(), T, m.H, m.I, m.E, m.k, true,
-                     ws.data(), bytes, stream);
+                     decode, ws.data(), bytes, stream);
       };
       for (int i = 0; i < 3; ++i) call();
       cudaEvent_t a, b;
@@ -269,9 +279,9 @@ TEST(CudaMoePerf, LayerTiming) {
       const double wbytes = double(experts) * double(expert_elems) * 2;
       const double flops = 6.0 * double(T) * m.k * double(m.H) * double(m.I);
       const double floor_us = std::max(wbytes / (bw * 1e3), flops / (mm * 1e6));
-      std::printf("[ CudaMoe ] %-14s T=%-5lld %3lld experts used: %8.1f us  weights %7.0f GB/s (%3.0f%%)  "
+      std::printf("[ CudaMoe ] %-14s %-7s T=%-5lld %3lld experts used: %8.1f us  weights %7.0f GB/s (%3.0f%%)  "
                   "%6.1f TFLOP/s (%3.0f%%)  roofline %6.1f us -> %3.0f%%\n",
-                  m.name, (long long)T, (long long)experts, us, wbytes / us / 1e3, 100 * wbytes / us / 1e3 / bw,
+                  m.name, decode ? "decode" : "prefill", (long long)T, (long long)experts, us, wbytes / us / 1e3, 100 * wbytes / us / 1e3 / bw,
                   flops / us / 1e6, 100 * flops / us / 1e6 / mm, floor_us, 100 * floor_us / us);
     }
   }
@@ -288,10 +298,10 @@ TEST(CudaMoeArgs, RejectedBeforeAnyLaunch) {
       EXPECT_NE(std::string(e.what()).find("moe_"), std::string::npos) << e.what();
     }
   };
-  expect_error([&] { gpu::moe_mlp(p, p, p, p, p, 4, 64, 48, 0, 1, false, p, 1 << 20, nullptr); }, "no experts");
-  expect_error([&] { gpu::moe_mlp(p, p, p, p, p, 4, 64, 48, 4, 5, false, p, 1 << 20, nullptr); }, "k > E");
-  expect_error([&] { gpu::moe_mlp(p, p, p, p, p, 4, 60, 48, 4, 2, false, p, 1 << 20, nullptr); }, "H % 8");
-  expect_error([&] { gpu::moe_mlp(p, p, p, p, p, 4, 64, 48, 4, 2, false, p, 16, nullptr); }, "small workspace");
+  expect_error([&] { gpu::moe_mlp(p, p, p, p, p, 4, 64, 48, 0, 1, false, false, p, 1 << 20, nullptr); }, "no experts");
+  expect_error([&] { gpu::moe_mlp(p, p, p, p, p, 4, 64, 48, 4, 5, false, false, p, 1 << 20, nullptr); }, "k > E");
+  expect_error([&] { gpu::moe_mlp(p, p, p, p, p, 4, 60, 48, 4, 2, false, false, p, 1 << 20, nullptr); }, "H % 8");
+  expect_error([&] { gpu::moe_mlp(p, p, p, p, p, 4, 64, 48, 4, 2, false, false, p, 16, nullptr); }, "small workspace");
   expect_error([&] { gpu::moe_route(p, 4, 2000, 2, false, nullptr, nullptr, nullptr); }, "E > 1024");
   expect_error([&] { gpu::moe_route(p, 4, 64, 33, false, static_cast<int32_t*>(p), static_cast<float*>(p), nullptr); },
                "k > 32");

@@ -7,12 +7,12 @@
 //   1. moe_route:   one warp per row: float32 softmax of the E logits, the k largest (ties to
 //                   the lower expert, as the CPU's stable sort), optionally renormalised.
 //   2. moe_align:   one CTA: each expert's (row, choice) slots, grouped by expert, each group
-//                   padded to a multiple of kBM so a tile of kBM rows belongs to one expert;
+//                   padded to a multiple of BM so a tile of BM rows belongs to one expert;
 //                   the expert of every tile (-1 past the last), and each slot's padded row.
 //   3. moe_gemm<gather, silu>: act = silu(g) * u, [g | u] = x[rows] gate_up_e^T, one tile of
-//                   kBM rows x kBN columns per CTA (mma.sync m16n8k16, float32 sums, a
-//                   kStages-deep cp.async ring): the gate and up columns of a tile are computed
-//                   together, so [g | u] never reaches memory.
+//                   BM rows x BN columns per CTA (Tiles below: mma.sync m16n8k16, float32 sums,
+//                   a cp.async ring): the gate and up columns of a tile are computed together,
+//                   so [g | u] never reaches memory.
 //   4. moe_gemm<plain>: y = act down_e^T, the same tiles.
 //   5. moe_combine: out[t] = sum over j < k of weight[t, j] * y[row of (t, j)], in j's order.
 // A row's result does not depend on the rows around it: a tile row's sums read only that row,
@@ -38,12 +38,36 @@ namespace {
 
 using detail::bf16;
 
-constexpr int kBM = 64;       // rows per tile (an expert's group is padded to a multiple)
-constexpr int kBN = 64;       // output columns per tile
-constexpr int kBK = 64;       // K per pipeline stage
-constexpr int kStages = 3;    // cp.async ring depth
-constexpr int kThreads = 128; // 4 warps, 2 x 2, each 32 rows x 32 columns
-constexpr int kLds = kBK + 8; // smem row stride (elements): 144 bytes, ldmatrix rows on distinct banks
+// The products' tiles (mma.sync m16n8k16, float32 sums, a cp.async ring of `Stages` K-slices of
+// BK): BM rows x BN output columns per CTA, WM x WN warps over them, and KS warps splitting
+// each K-slice (their sums added at the end, ks order). Every KS = 1 config adds the k16 blocks
+// of K in ascending order into one accumulator, so Medium and Large give the same bits and any
+// step may pick either by size; Small (KS = 4) sums in another order, so only decode steps,
+// whose plans may depend on their size (docs/engine.md, "Batch invariance"), pick it.
+template <int BM_, int BN_, int WM_, int WN_, int KS_, int BK_, int Stages_>
+struct Tiles {
+  static constexpr int BM = BM_, BN = BN_, WM = WM_, WN = WN_, KS = KS_, BK = BK_, Stages = Stages_;
+  static constexpr int kThreads = 32 * WM * WN * KS;
+  static constexpr int MI = BM / WM / 16, NI = BN / WN / 8;  // m16 and n8 tiles per warp
+  static constexpr int kLds = BK + 8;  // smem row stride: rows 16 bytes apart in the banks (ldmatrix)
+  static_assert(MI >= 1 && NI % 2 == 0 && BK % (16 * KS) == 0);
+};
+// Decode, up to ~16 rows per expert: many small CTAs, each streaming a narrow slice of the
+// expert's weights through a deep ring (the weights are the bytes; the MMAs mostly pad).
+using SmallTiles = Tiles<16, 32, 1, 1, 4, 64, 6>;
+using MediumTiles = Tiles<64, 64, 2, 2, 1, 64, 3>;
+// ~128+ rows per expert (prefill): twice the reuse of each loaded element.
+using LargeTiles = Tiles<128, 128, 2, 4, 1, 32, 4>;
+enum class TileKind { kSmall, kMedium, kLarge };
+int tile_rows(TileKind t) {
+  return t == TileKind::kSmall ? SmallTiles::BM : t == TileKind::kMedium ? MediumTiles::BM : LargeTiles::BM;
+}
+TileKind pick_tiles(int64_t T, int E, int k, bool decode) {
+  const int64_t slots = T * k, rows_per_expert = slots / std::max<int64_t>(1, std::min<int64_t>(E, slots));
+  if (decode && rows_per_expert <= 16) return TileKind::kSmall;
+  return rows_per_expert >= 128 ? TileKind::kLarge : TileKind::kMedium;
+}
+
 constexpr int kMaxExperts = 1024;
 constexpr int kMaxPerLane = kMaxExperts / 32;
 constexpr int kMaxK = 32;
@@ -106,7 +130,7 @@ __global__ void __launch_bounds__(128)
 // slot s = t * k + j. sorted[r] = the slot at padded row r (-1: padding), tile_expert[i] = the
 // expert of tile i (-1 past the last tile, up to max_tiles), slot_row[s] = the row of slot s.
 __global__ void __launch_bounds__(1024)
-    moe_align_kernel(const int32_t* __restrict__ ids, int64_t slots, int E, int32_t* __restrict__ sorted,
+    moe_align_kernel(const int32_t* __restrict__ ids, int64_t slots, int E, int bm, int32_t* __restrict__ sorted,
                      int32_t* __restrict__ tile_expert, int max_tiles, int32_t* __restrict__ slot_row) {
   detail::pdl_begin();
   __shared__ int count[kMaxExperts];
@@ -119,7 +143,7 @@ __global__ void __launch_bounds__(1024)
   __syncthreads();
   // Exclusive scan of the padded group sizes: one expert per thread (E <= 1024 = blockDim).
   const int lane = tid & 31, warp = tid >> 5;
-  const int padded = tid < E ? (count[tid] + kBM - 1) / kBM * kBM : 0;
+  const int padded = tid < E ? (count[tid] + bm - 1) / bm * bm : 0;
   int incl = padded;
   for (int off = 1; off < 32; off <<= 1) {
     const int v = __shfl_up_sync(0xffffffffu, incl, off);
@@ -145,7 +169,7 @@ __global__ void __launch_bounds__(1024)
   for (int i = tid; i < max_tiles; i += nt) tile_expert[i] = -1;
   __syncthreads();
   for (int e = tid; e < E; e += nt)
-    for (int i = start[e] / kBM; i < start[e + 1] / kBM; ++i) tile_expert[i] = e;
+    for (int i = start[e] / bm; i < start[e + 1] / bm; ++i) tile_expert[i] = e;
   for (int64_t s = tid; s < slots; s += nt) {
     const int r = start[ids[s]] + slot_row[s];
     sorted[r] = static_cast<int32_t>(s);
@@ -165,96 +189,98 @@ struct GemmParams {
 };
 
 // kSilu: w holds each expert's 2N rows, gate then up; out = bf16(silu(bf16 g)) * bf16(u).
-template <bool kGather, bool kSilu>
-__global__ void __launch_bounds__(kThreads) moe_gemm_kernel(GemmParams p) {
-  constexpr int kBRows = kSilu ? 2 * kBN : kBN;
+template <typename C, bool kGather, bool kSilu>
+__global__ void __launch_bounds__(C::kThreads) moe_gemm_kernel(GemmParams p) {
+  constexpr int BM = C::BM, BN = C::BN, BK = C::BK, kLds = C::kLds, kThreads = C::kThreads;
+  constexpr int MI = C::MI, NI = C::NI;
+  constexpr int kBRows = kSilu ? 2 * BN : BN;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  bf16* sa = reinterpret_cast<bf16*>(smem_raw);    // kStages x (kBM x kLds)
-  bf16* sb = sa + kStages * kBM * kLds;            // kStages x (kBRows x kLds)
+  bf16* sa = reinterpret_cast<bf16*>(smem_raw);  // Stages x (BM x kLds)
+  bf16* sb = sa + C::Stages * BM * kLds;         // Stages x (kBRows x kLds)
   detail::pdl_begin();
   const int expert = p.tile_expert[blockIdx.y];
   if (expert < 0) return;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int64_t m0 = int64_t{blockIdx.y} * kBM, n0 = int64_t{blockIdx.x} * kBN;
+  const int64_t m0 = int64_t{blockIdx.y} * BM, n0 = int64_t{blockIdx.x} * BN;
   const bf16* w = p.w + int64_t{expert} * p.w_rows * p.K;
 
   // Each thread copies fixed rows of every stage: 16-byte chunk c = tid + i * kThreads is row
-  // c / 8, column (c % 8) * 8 of the tile (kBK = 64: 8 chunks per row).
-  constexpr int kAChunks = kBM * kBK / 8 / kThreads, kBChunks = kBRows * kBK / 8 / kThreads;
-  const int col8 = (tid % 8) * 8;
+  // c / kCpr, column (c % kCpr) * 8 of the tile.
+  constexpr int kCpr = BK / 8, kRowsPerPass = kThreads / kCpr;
+  constexpr int kAChunks = (BM * kCpr + kThreads - 1) / kThreads, kBChunks = kBRows * kCpr / kThreads;
+  static_assert(kThreads % kCpr == 0 && kBRows * kCpr % kThreads == 0);
+  const int col8 = (tid % kCpr) * 8;
   const bf16* a_src[kAChunks];
   bool a_ok[kAChunks];
 #pragma unroll
   for (int i = 0; i < kAChunks; ++i) {
-    const int r = tid / 8 + i * (kThreads / 8);
-    if (kGather) {
-      const int slot = p.sorted[m0 + r];
-      a_ok[i] = slot >= 0;
-      a_src[i] = p.a + (a_ok[i] ? int64_t{slot / p.k_choices} : 0) * p.K;
-    } else {
-      a_ok[i] = p.sorted[m0 + r] >= 0;
-      a_src[i] = p.a + (m0 + r) * p.K;
-    }
+    const int r = tid / kCpr + i * kRowsPerPass;
+    const int slot = r < BM ? p.sorted[m0 + r] : -1;
+    a_ok[i] = slot >= 0;
+    a_src[i] = p.a + (kGather ? (a_ok[i] ? int64_t{slot / p.k_choices} : 0) : m0 + (r < BM ? r : 0)) * p.K;
   }
   const bf16* b_src[kBChunks];
   bool b_ok[kBChunks];
 #pragma unroll
   for (int i = 0; i < kBChunks; ++i) {
-    const int r = tid / 8 + i * (kThreads / 8);
-    const int64_t n = n0 + (kSilu ? r % kBN : r);
+    const int r = tid / kCpr + i * kRowsPerPass;
+    const int64_t n = n0 + (kSilu ? r % BN : r);
     b_ok[i] = n < p.N;
-    b_src[i] = w + ((kSilu && r >= kBN ? p.N : 0) + (b_ok[i] ? n : 0)) * p.K;
+    b_src[i] = w + ((kSilu && r >= BN ? p.N : 0) + (b_ok[i] ? n : 0)) * p.K;
   }
   auto load_stage = [&](int stage, int64_t k0) {
     const bool k_ok = k0 + col8 < p.K;  // K % 8 == 0: a chunk is all in or all out
-    bf16* da = sa + stage * kBM * kLds;
+    bf16* da = sa + stage * BM * kLds;
     bf16* db = sb + stage * kBRows * kLds;
 #pragma unroll
     for (int i = 0; i < kAChunks; ++i) {
-      const int r = tid / 8 + i * (kThreads / 8);
+      const int r = tid / kCpr + i * kRowsPerPass;
+      if (BM * kCpr % kThreads != 0 && r >= BM) continue;
       const bool ok = a_ok[i] && k_ok;
       detail::cp_async16(da + r * kLds + col8, ok ? a_src[i] + k0 + col8 : p.a, ok);
     }
 #pragma unroll
     for (int i = 0; i < kBChunks; ++i) {
-      const int r = tid / 8 + i * (kThreads / 8);
+      const int r = tid / kCpr + i * kRowsPerPass;
       const bool ok = b_ok[i] && k_ok;
       detail::cp_async16(db + r * kLds + col8, ok ? b_src[i] + k0 + col8 : p.w, ok);
     }
   };
 
-  float acc[2][4][4] = {};   // [m16 tile][n8 tile][fragment]: gate (or the plain product)
-  float acc_u[2][4][4] = {}; // kSilu: up
-  const int wm = (warp / 2) * 32, wn = (warp % 2) * 32;
-  const int ktiles = static_cast<int>((p.K + kBK - 1) / kBK);
+  float acc[MI][NI][4] = {};    // [m16 tile][n8 tile][fragment]: gate (or the plain product)
+  float acc_u[MI][NI][4] = {};  // kSilu: up
+  const int plane = warp % (C::WM * C::WN), ks = warp / (C::WM * C::WN);
+  const int wm = (plane / C::WN) * (BM / C::WM), wn = (plane % C::WN) * (BN / C::WN);
+  const int ktiles = static_cast<int>((p.K + BK - 1) / BK);
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
-    if (s < ktiles) load_stage(s, int64_t{s} * kBK);
+  for (int s = 0; s < C::Stages - 1; ++s) {
+    if (s < ktiles) load_stage(s, int64_t{s} * BK);
     detail::cp_async_commit();
   }
   for (int kt = 0; kt < ktiles; ++kt) {
-    detail::cp_async_wait<kStages - 2>();
+    detail::cp_async_wait<C::Stages - 2>();
     __syncthreads();  // stage kt landed for all; stage kt - 1 (refilled next) is consumed
-    if (kt + kStages - 1 < ktiles) load_stage((kt + kStages - 1) % kStages, int64_t{kt + kStages - 1} * kBK);
+    if (kt + C::Stages - 1 < ktiles)
+      load_stage((kt + C::Stages - 1) % C::Stages, int64_t{kt + C::Stages - 1} * BK);
     detail::cp_async_commit();
-    const bf16* ta = sa + (kt % kStages) * kBM * kLds;
-    const bf16* tb = sb + (kt % kStages) * kBRows * kLds;
+    const bf16* ta = sa + (kt % C::Stages) * BM * kLds;
+    const bf16* tb = sb + (kt % C::Stages) * kBRows * kLds;
 #pragma unroll
-    for (int kk = 0; kk < kBK; kk += 16) {
-      uint32_t af[2][4];
+    for (int kk = ks * 16; kk < BK; kk += 16 * C::KS) {
+      uint32_t af[MI][4];
 #pragma unroll
-      for (int mi = 0; mi < 2; ++mi)
+      for (int mi = 0; mi < MI; ++mi)
         detail::ldmatrix_x4(af[mi], ta + (wm + mi * 16 + lane % 16) * kLds + kk + (lane / 16) * 8);
 #pragma unroll
       for (int half = 0; half < (kSilu ? 2 : 1); ++half) {
-        float(&c)[2][4][4] = half ? acc_u : acc;
+        float(&c)[MI][NI][4] = half ? acc_u : acc;
 #pragma unroll
-        for (int nj = 0; nj < 2; ++nj) {  // n8 tiles 2 nj and 2 nj + 1
+        for (int nj = 0; nj < NI / 2; ++nj) {  // n8 tiles 2 nj and 2 nj + 1
           uint32_t bf[4];
           detail::ldmatrix_x4(
-              bf, tb + (half * kBN + wn + nj * 16 + lane % 8 + (lane / 16) * 8) * kLds + kk + ((lane / 8) % 2) * 8);
+              bf, tb + (half * BN + wn + nj * 16 + lane % 8 + (lane / 16) * 8) * kLds + kk + ((lane / 8) % 2) * 8);
 #pragma unroll
-          for (int mi = 0; mi < 2; ++mi) {
+          for (int mi = 0; mi < MI; ++mi) {
             detail::mma_bf16(c[mi][2 * nj], af[mi], bf[0], bf[1]);
             detail::mma_bf16(c[mi][2 * nj + 1], af[mi], bf[2], bf[3]);
           }
@@ -264,11 +290,47 @@ __global__ void __launch_bounds__(kThreads) moe_gemm_kernel(GemmParams p) {
   }
   detail::cp_async_wait<0>();
 
+  if constexpr (C::KS > 1) {
+    // The K-splitting warps' sums into warp ks = 0's, in ks order, through the ring's memory.
+    constexpr int kVals = MI * NI * 4 * (kSilu ? 2 : 1);
+    static_assert((C::KS - 1) * C::WM * C::WN * kVals * 32 * 4 <= C::Stages * (BM + kBRows) * kLds * 2);
+    float* red = reinterpret_cast<float*>(smem_raw) + plane * (C::KS - 1) * kVals * 32;
+    __syncthreads();  // every warp is done reading the ring
+    if (ks > 0) {
+      float* mine = red + (ks - 1) * kVals * 32 + lane;
+      int v = 0;
+#pragma unroll
+      for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+          for (int f = 0; f < 4; ++f) {
+            mine[32 * v++] = acc[mi][ni][f];
+            if (kSilu) mine[32 * v++] = acc_u[mi][ni][f];
+          }
+    }
+    __syncthreads();
+    if (ks > 0) return;
+    for (int o = 0; o < C::KS - 1; ++o) {
+      const float* theirs = red + o * kVals * 32 + lane;
+      int v = 0;
+#pragma unroll
+      for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+          for (int f = 0; f < 4; ++f) {
+            acc[mi][ni][f] += theirs[32 * v++];
+            if (kSilu) acc_u[mi][ni][f] += theirs[32 * v++];
+          }
+    }
+  }
+
   // Fragment (mi, ni): rows wm + mi * 16 + lane / 4 (+ 8), columns wn + ni * 8 + 2 (lane % 4), + 1.
 #pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
+  for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
-    for (int ni = 0; ni < 4; ++ni) {
+    for (int ni = 0; ni < NI; ++ni) {
       const int64_t n = n0 + wn + ni * 8 + 2 * (lane % 4);
       if (n >= p.N) continue;  // N % 8 == 0: both columns in or out
 #pragma unroll
@@ -310,12 +372,12 @@ struct Layout {
   int64_t rows;   // padded rows at most
   int max_tiles;  // tiles at most
 };
-Layout layout(int64_t T, int E, int k, int64_t H, int64_t I) {
+Layout layout(int64_t T, int E, int k, int64_t H, int64_t I, int bm) {
   Layout l{};
   const int64_t slots = T * k;
-  // Each used expert pads its group by < kBM rows; at most min(E, slots) are used.
-  l.max_tiles = static_cast<int>((slots + kBM - 1) / kBM + std::min<int64_t>(E, slots));
-  l.rows = int64_t{l.max_tiles} * kBM;
+  // Each used expert pads its group by < bm rows; at most min(E, slots) are used.
+  l.max_tiles = static_cast<int>((slots + bm - 1) / bm + std::min<int64_t>(E, slots));
+  l.rows = int64_t{l.max_tiles} * bm;
   size_t at = 0;
   const auto take = [&](size_t bytes) {
     const size_t here = at;
@@ -333,19 +395,34 @@ Layout layout(int64_t T, int E, int k, int64_t H, int64_t I) {
   return l;
 }
 
-template <bool kGather, bool kSilu>
+template <typename C, bool kGather, bool kSilu>
 void launch_gemm(const GemmParams& p, int max_tiles, cudaStream_t stream) {
-  constexpr int kBRows = kSilu ? 2 * kBN : kBN;
-  constexpr size_t smem = size_t{kStages} * (kBM + kBRows) * kLds * sizeof(bf16);
+  constexpr int kBRows = kSilu ? 2 * C::BN : C::BN;
+  constexpr size_t smem = size_t{C::Stages} * (C::BM + kBRows) * C::kLds * sizeof(bf16);
   static const bool attr_set = [] {  // above 48 KB needs the opt-in, once per kernel
-    NANOVLLM_CUDA_CHECK(
-        cudaFuncSetAttribute(moe_gemm_kernel<kGather, kSilu>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    NANOVLLM_CUDA_CHECK(cudaFuncSetAttribute(moe_gemm_kernel<C, kGather, kSilu>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     return true;
   }();
   (void)attr_set;
-  const dim3 grid(static_cast<unsigned>((p.N + kBN - 1) / kBN), static_cast<unsigned>(max_tiles));
-  detail::launch(moe_gemm_kernel<kGather, kSilu>, grid, kThreads, smem, stream, p);
+  const dim3 grid(static_cast<unsigned>((p.N + C::BN - 1) / C::BN), static_cast<unsigned>(max_tiles));
+  detail::launch(moe_gemm_kernel<C, kGather, kSilu>, grid, C::kThreads, smem, stream, p);
   NANOVLLM_CUDA_CHECK_LAUNCH();
+}
+
+// Both products with one tile config (the rows were grouped for its BM).
+template <typename C>
+void launch_products(GemmParams g, const void* gate_up, const void* down, bf16* act, bf16* y, int64_t H, int64_t I,
+                     int max_tiles, cudaStream_t stream) {
+  g.w = static_cast<const bf16*>(gate_up);
+  g.out = act;
+  g.K = H, g.N = I, g.w_rows = 2 * I;
+  launch_gemm<C, true, true>(g, max_tiles, stream);
+  g.a = act;
+  g.w = static_cast<const bf16*>(down);
+  g.out = y;
+  g.K = I, g.N = H, g.w_rows = H;
+  launch_gemm<C, false, false>(g, max_tiles, stream);
 }
 
 void check_args(const char* op, int64_t T, int E, int k) {
@@ -370,13 +447,13 @@ void moe_route(const void* router_logits, int64_t T, int E, int k, bool renormal
   NANOVLLM_CUDA_CHECK_LAUNCH();
 }
 
-size_t moe_workspace_bytes(int64_t T, int E, int k, int64_t H, int64_t I) {
-  return T > 0 ? layout(T, E, k, H, I).total : 0;
+size_t moe_workspace_bytes(int64_t T, int E, int k, int64_t H, int64_t I, bool decode) {
+  return T > 0 ? layout(T, E, k, H, I, tile_rows(pick_tiles(T, E, k, decode))).total : 0;
 }
 
 void moe_mlp(const void* x, const void* router_logits, const void* gate_up, const void* down, void* out, int64_t T,
-             int64_t H, int64_t I, int E, int k, bool renormalize, void* workspace, size_t workspace_bytes,
-             cudaStream_t stream) {
+             int64_t H, int64_t I, int E, int k, bool renormalize, bool decode, void* workspace,
+             size_t workspace_bytes, cudaStream_t stream) {
   const char* op = "moe_mlp";
   check_args(op, T, E, k);
   detail::require(H > 0 && I > 0 && H % 8 == 0 && I % 8 == 0, op,
@@ -387,7 +464,8 @@ void moe_mlp(const void* x, const void* router_logits, const void* gate_up, cons
   detail::require(detail::aligned16(x) && detail::aligned16(gate_up) && detail::aligned16(down) &&
                       detail::aligned16(out) && detail::aligned16(workspace),
                   op, "x, the weights, out and the workspace must be 16-byte aligned");
-  const Layout l = layout(T, E, k, H, I);
+  const TileKind tiles = pick_tiles(T, E, k, decode);
+  const Layout l = layout(T, E, k, H, I, tile_rows(tiles));
   detail::require(workspace_bytes >= l.total, op,
                   "workspace of " + std::to_string(workspace_bytes) + " bytes, needs " + std::to_string(l.total));
   char* ws = static_cast<char*>(workspace);
@@ -400,23 +478,20 @@ void moe_mlp(const void* x, const void* router_logits, const void* gate_up, cons
   auto* y = reinterpret_cast<bf16*>(ws + l.y);
 
   moe_route(router_logits, T, E, k, renormalize, ids, weights, stream);
-  detail::launch(moe_align_kernel, dim3(1), 1024, 0, stream, static_cast<const int32_t*>(ids), T * k, E, sorted,
-                 tile_expert, l.max_tiles, slot_row);
+  detail::launch(moe_align_kernel, dim3(1), 1024, 0, stream, static_cast<const int32_t*>(ids), T * k, E,
+                 tile_rows(tiles), sorted, tile_expert, l.max_tiles, slot_row);
   NANOVLLM_CUDA_CHECK_LAUNCH();
   GemmParams g{};
+  g.a = static_cast<const bf16*>(x);
   g.sorted = sorted;
   g.tile_expert = tile_expert;
   g.k_choices = k;
-  g.a = static_cast<const bf16*>(x);
-  g.w = static_cast<const bf16*>(gate_up);
-  g.out = act;
-  g.K = H, g.N = I, g.w_rows = 2 * I;
-  launch_gemm<true, true>(g, l.max_tiles, stream);
-  g.a = act;
-  g.w = static_cast<const bf16*>(down);
-  g.out = y;
-  g.K = I, g.N = H, g.w_rows = H;
-  launch_gemm<false, false>(g, l.max_tiles, stream);
+  if (tiles == TileKind::kSmall)
+    launch_products<SmallTiles>(g, gate_up, down, act, y, H, I, l.max_tiles, stream);
+  else if (tiles == TileKind::kMedium)
+    launch_products<MediumTiles>(g, gate_up, down, act, y, H, I, l.max_tiles, stream);
+  else
+    launch_products<LargeTiles>(g, gate_up, down, act, y, H, I, l.max_tiles, stream);
   detail::launch(moe_combine_kernel, dim3(static_cast<unsigned>(T)), 128, 0, stream, static_cast<const bf16*>(y),
                  static_cast<const int32_t*>(slot_row), static_cast<const float*>(weights), static_cast<bf16*>(out),
                  H, k);

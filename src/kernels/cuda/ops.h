@@ -132,13 +132,15 @@ bool paged_attention_prefill_uses_wgmma();
 // renormalised to sum 1 when `renormalize`). gate_up (E * 2I, H): expert e's gate rows, then its
 // up rows, from row e * 2I; down (E * H, I): expert e's rows from e * H. H and I multiples of 8;
 // x, the weights, out and workspace 16-byte aligned; E <= 1024, k <= min(E, 32). workspace: at
-// least moe_workspace_bytes(T, E, k, H, I) bytes (it holds the routing and the experts'
-// activations, ~(T k + 64 min(E, T k)) (H + I) 2 bytes). Device-side routing: the launches depend
-// on T only, so a CUDA graph can capture them. A row's bits do not depend on the other rows.
-size_t moe_workspace_bytes(int64_t T, int E, int k, int64_t H, int64_t I);
+// least moe_workspace_bytes(T, E, k, H, I, decode) bytes (it holds the routing and the experts'
+// activations, ~(T k + BM min(E, T k)) (H + I) 2 bytes, BM <= 128). Device-side routing: the
+// launches depend on T only, so a CUDA graph can capture them. A row's bits do not depend on
+// the other rows, nor on T unless `decode` (a pure decode step, whose products may pick
+// split-K tiles for few rows per expert: other bits, as the decode GEMM plans per batch size).
+size_t moe_workspace_bytes(int64_t T, int E, int k, int64_t H, int64_t I, bool decode);
 void moe_mlp(const void* x, const void* router_logits, const void* gate_up, const void* down, void* out, int64_t T,
-             int64_t H, int64_t I, int E, int k, bool renormalize, void* workspace, size_t workspace_bytes,
-             cudaStream_t stream);
+             int64_t H, int64_t I, int E, int k, bool renormalize, bool decode, void* workspace,
+             size_t workspace_bytes, cudaStream_t stream);
 // The routing alone: ids (T, k) int32 and weights (T, k) float32, the j-th largest first.
 void moe_route(const void* router_logits, int64_t T, int E, int k, bool renormalize, int32_t* ids, float* weights,
                cudaStream_t stream);

@@ -432,10 +432,10 @@ class CudaBackend final : public Backend {
     Tensor logits = empty({T, E}, DType::BF16);
     linear(x, router, nullptr, logits);  // bf16 logits, as Hugging Face's bf16 router gives
     OpScope scope_(prof_.get(), op);
-    const size_t bytes = gpu::moe_workspace_bytes(T, static_cast<int>(E), k, H, I);
+    const size_t bytes = gpu::moe_workspace_bytes(T, static_cast<int>(E), k, H, I, decode_step_);
     Tensor ws = empty({static_cast<int64_t>(bytes)}, DType::U8);
     gpu::moe_mlp(x.data(), logits.data(), gate_up.data(), down.data(), out.data(), T, H, I, static_cast<int>(E), k,
-                 renormalize, ws.data(), bytes, stream_);
+                 renormalize, decode_step_, ws.data(), bytes, stream_);
   }
 
   void gather_rows(const Tensor& x, const Tensor& rows, Tensor& out) override {
