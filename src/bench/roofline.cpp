@@ -1,6 +1,7 @@
 #include "bench/roofline.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include "runtime/error.h"
@@ -17,12 +18,22 @@ ModelShape model_shape(const ModelConfig& c, DType weight_dtype, DType kv_dtype)
   m.vocab = c.vocab_size;
   const int64_t H = m.hidden, d = m.head_dim, I = c.intermediate_size;
   const int64_t q = m.heads * d, kv = m.kv_heads * d;
-  const int64_t per_layer_linear = H * (q + 2 * kv) + q * H + H * 2 * I + I * H;
-  int64_t per_layer_other = 2 * H;                      // input and post-attention norms
-  if (c.model_type == "qwen3") per_layer_other += 2 * d;  // q_norm, k_norm
+  const int64_t attention_linear = H * (q + 2 * kv) + q * H, dense_mlp = H * 2 * I + I * H;
+  int64_t per_layer_other = 2 * H;                                               // input and post-attention norms
+  if (c.model_type == "qwen3" || c.model_type == "qwen3_moe") per_layer_other += 2 * d;  // q_norm, k_norm
   if (c.attention_bias) per_layer_other += q + 2 * kv + H;
-  m.linear_params = per_layer_linear * m.layers;
-  m.layer_params = (per_layer_linear + per_layer_other) * m.layers;
+  for (int layer = 0; layer < c.num_hidden_layers; ++layer) {
+    const bool moe = is_moe_layer(c, layer);
+    const int64_t linear = attention_linear + (moe ? int64_t{c.num_experts} * H : dense_mlp);  // MoE: the router
+    m.linear_params += linear;
+    m.layer_params += linear + per_layer_other;
+    m.moe_layers += moe;
+  }
+  if (m.moe_layers > 0) {
+    m.experts = c.num_experts;
+    m.experts_per_token = c.experts_per_token;
+    m.expert_params = 3 * H * int64_t{c.moe_intermediate_size};
+  }
   m.final_norm_params = H;
   m.lm_head_params = m.vocab * H;
   m.weight_bytes = static_cast<double>(dtype_size(weight_dtype));
@@ -43,6 +54,12 @@ double causal_pairs(int64_t q, int64_t context) {
   return qd * static_cast<double>(context - q) + qd * (qd + 1) / 2;
 }
 
+double expected_experts_used(int64_t experts, int64_t per_token, double tokens) {
+  if (experts <= 0 || tokens <= 0) return 0;
+  const double e = static_cast<double>(experts), k = static_cast<double>(std::min(per_token, experts));
+  return e * (1 - std::pow(1 - k / e, tokens));
+}
+
 StepCost step_cost(const ModelShape& m, std::span<const SeqWork> seqs) {
   double tokens = 0, rows = 0, keys = 0, pairs = 0;
   for (const SeqWork& s : seqs) {
@@ -61,6 +78,11 @@ StepCost step_cost(const ModelShape& m, std::span<const SeqWork> seqs) {
   c.kv_write_bytes = tokens * kv_per_token;
   c.logits_bytes = rows * V * m.logits_bytes * 2;
   c.linear_flops = 2 * static_cast<double>(m.linear_params) * tokens;
+  if (m.moe_layers > 0) {
+    const double layers = static_cast<double>(m.moe_layers), expert = static_cast<double>(m.expert_params);
+    c.weight_bytes += layers * expected_experts_used(m.experts, m.experts_per_token, tokens) * expert * m.weight_bytes;
+    c.linear_flops += 2 * layers * tokens * static_cast<double>(m.experts_per_token) * expert;
+  }
   c.lm_head_flops = 2 * V * H * rows;
   c.attention_flops = 4.0 * static_cast<double>(m.head_dim * m.heads * m.layers) * pairs;
   return c;

@@ -12,6 +12,12 @@
 //         + attention  4 * d * nh * layers * sum_s (causal query-key pairs of s)
 // Activations between kernels are not counted: they are small next to weights and K/V in the
 // steps that matter, and a fused kernel need not move them at all.
+//
+// Mixture-of-experts layers (Mixtral, Qwen3-MoE): the router's matrix counts as a decoder matrix;
+// each token's FLOPs are its k experts' (2 * 3 H I_moe each); the experts' weights count once
+// per expert a step uses, taken as the expected number of distinct experts when T tokens each
+// pick k of E uniformly, E (1 - (1 - k / E)^T): the host cannot know the real routing, which
+// concentrates (fewer experts, a lower floor) or spreads at most to min(E, T k).
 #pragma once
 
 #include <cstdint>
@@ -34,8 +40,11 @@ struct SeqWork {
 // What the counting needs of a model, and the dtypes it runs in.
 struct ModelShape {
   int64_t layers = 0, hidden = 0, heads = 0, kv_heads = 0, head_dim = 0, vocab = 0;
-  int64_t linear_params = 0;     // matrix parameters of all decoder layers
-  int64_t layer_params = 0;      // every parameter of all decoder layers (+ norms, biases)
+  int64_t linear_params = 0;     // matrix parameters of all decoder layers (MoE: without the experts)
+  int64_t layer_params = 0;      // every parameter of all decoder layers (+ norms, biases; MoE: without the experts)
+  // Mixture-of-experts layers: how many, experts per layer, picked per token, one expert's
+  // matrix parameters (gate, up, down).
+  int64_t moe_layers = 0, experts = 0, experts_per_token = 0, expert_params = 0;
   int64_t final_norm_params = 0;
   int64_t lm_head_params = 0;    // vocab * hidden (the embedding itself when tied)
   double weight_bytes = 2;       // per parameter
@@ -43,7 +52,8 @@ struct ModelShape {
   double logits_bytes = 4;       // per logit
 };
 
-// For the Llama-style decoder every registered architecture uses (Qwen3 adds q/k norms).
+// For the Llama-style decoder every registered architecture uses (Qwen3 adds q/k norms;
+// Mixtral and Qwen3-MoE have expert MLPs).
 ModelShape model_shape(const ModelConfig& c, DType weight_dtype, DType kv_dtype);
 
 struct StepCost {
@@ -57,6 +67,8 @@ struct StepCost {
 // Query-key pairs of a causal run of q rows that ends at `context` keys: row i (0-based) sees
 // context - q + i + 1 keys.
 double causal_pairs(int64_t query_tokens, int64_t context_len);
+// The expected number of distinct experts T tokens use when each picks k of E uniformly.
+double expected_experts_used(int64_t experts, int64_t per_token, double tokens);
 
 StepCost step_cost(const ModelShape& m, std::span<const SeqWork> seqs);
 // max(bytes / bandwidth, FLOPs / matmul rate). Error if a ceiling is not positive.

@@ -98,6 +98,24 @@ TEST(ModelPresets, Qwen25AndMistralAreThePublishedOnes) {
   EXPECT_EQ(m.eos_token_ids, std::vector<int>{2});
 }
 
+TEST(ModelPresets, MixturesOfExperts) {
+  const ModelConfig q = bench::preset_model_config(*bench::find_model_preset("Qwen/Qwen3-30B-A3B"));
+  EXPECT_EQ(q.architecture, "Qwen3MoeForCausalLM");
+  EXPECT_EQ(q.num_experts, 128);
+  EXPECT_EQ(q.experts_per_token, 8);
+  EXPECT_EQ(q.moe_intermediate_size, 768);
+  EXPECT_TRUE(q.norm_topk_prob);
+  EXPECT_EQ(q.num_key_value_heads, 4);
+  for (int l = 0; l < q.num_hidden_layers; ++l) EXPECT_TRUE(is_moe_layer(q, l)) << l;
+  const ModelConfig m = bench::preset_model_config(*bench::find_model_preset("mixtral-8x7b"));
+  EXPECT_EQ(m.architecture, "MixtralForCausalLM");
+  EXPECT_EQ(m.num_experts, 8);
+  EXPECT_EQ(m.experts_per_token, 2);
+  EXPECT_EQ(m.moe_intermediate_size, 14336);
+  EXPECT_TRUE(m.norm_topk_prob) << "Mixtral renormalises over its two experts";
+  EXPECT_EQ(m.vocab_size, 32000);
+}
+
 TEST(DummyWeights, ConfigFromPresetOrFolder) {
   EXPECT_TRUE(is_model_preset("qwen3-0.6b"));
   EXPECT_FALSE(is_model_preset(kTiny));

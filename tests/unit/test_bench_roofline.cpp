@@ -2,6 +2,7 @@
 // on Qwen3-0.6B, whose decode steps read about 14 TB of K/V in bf16.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <vector>
 
 #include "bench/model_presets.h"
@@ -30,6 +31,39 @@ TEST(Roofline, ModelShapeOfQwen3_06B) {
   EXPECT_NEAR(total / 1e9, 0.596, 0.01);
   EXPECT_EQ(m.weight_bytes, 2);
   EXPECT_EQ(m.kv_bytes, 2);
+}
+
+// The published sizes: Qwen3-30B-A3B 30.5B parameters (3.3B active per token), Mixtral 8x7B
+// 46.7B (12.9B active).
+TEST(Roofline, ModelShapeOfMixturesOfExperts) {
+  struct Want {
+    const char* preset;
+    double total, active;
+    int64_t moe_layers, experts, k;
+  };
+  for (const Want& w : {Want{"qwen3-30b-a3b", 30.5, 3.3, 48, 128, 8}, Want{"mixtral-8x7b", 46.7, 12.9, 32, 8, 2}}) {
+    SCOPED_TRACE(w.preset);
+    const ModelShape m = model_shape(preset_model_config(*find_model_preset(w.preset)), DType::BF16, DType::BF16);
+    EXPECT_EQ(m.moe_layers, w.moe_layers);
+    EXPECT_EQ(m.experts, w.experts);
+    EXPECT_EQ(m.experts_per_token, w.k);
+    const double shared = static_cast<double>(m.layer_params + m.final_norm_params + 2 * m.lm_head_params);
+    const double experts = static_cast<double>(m.moe_layers * m.expert_params);
+    EXPECT_NEAR((shared + experts * static_cast<double>(m.experts)) / 1e9, w.total, 0.1);
+    EXPECT_NEAR((shared + experts * static_cast<double>(m.experts_per_token)) / 1e9, w.active, 0.1);
+    // One decode token reads k experts per layer; a large batch reads them all.
+    const std::vector<SeqWork> one = {{1, 100, false}};
+    const StepCost c1 = step_cost(m, one);
+    EXPECT_NEAR(c1.weight_bytes, 2.0 * (static_cast<double>(m.layer_params + m.final_norm_params) +
+                                        static_cast<double>(m.hidden) + experts * static_cast<double>(m.experts_per_token)),
+                1.0);
+    EXPECT_DOUBLE_EQ(c1.linear_flops, 2.0 * (static_cast<double>(m.linear_params) +
+                                             experts * static_cast<double>(m.experts_per_token)));
+  }
+  EXPECT_DOUBLE_EQ(expected_experts_used(128, 8, 1), 8);
+  EXPECT_NEAR(expected_experts_used(128, 8, 2), 128 * (1 - std::pow(120.0 / 128, 2)), 1e-9);  // 15.5
+  EXPECT_NEAR(expected_experts_used(8, 2, 256), 8, 1e-9);
+  EXPECT_EQ(expected_experts_used(0, 0, 5), 0);
 }
 
 TEST(Roofline, CausalPairs) {
