@@ -52,15 +52,24 @@ struct Tiles {
   static constexpr int kLds = BK + 8;  // smem row stride: rows 16 bytes apart in the banks (ldmatrix)
   static_assert(MI >= 1 && NI % 2 == 0 && BK % (16 * KS) == 0);
 };
-// Decode, up to ~16 rows per expert: many small CTAs, each streaming a narrow slice of the
-// expert's weights through a deep ring (the weights are the bytes; the MMAs mostly pad).
-using SmallTiles = Tiles<16, 32, 1, 1, 4, 64, 6>;
+// Decode, up to ~16 rows per expert: many small CTAs, each streaming a narrow slice of an
+// expert's weights (the weights are the bytes; the MMAs mostly pad). Two shapes, with the same
+// K split (warp ks sums k16 blocks ks, ks + 4, ...: the same bits), picked per product by K:
+//   - K >= 4,096: 16 x 16 tiles, 256-wide K-slices (512 contiguous bytes of each weight row
+//     per stage). Mixtral 8x7B (H200, CudaMoePerf.LayerTiming) at 1 / 8 / 32 rows: 230 / 770 /
+//     856 us, against 318 / 886 / 1,027 us with SmallWide: longer runs per weight row.
+//   - shorter K: 16 x 32 tiles, 64-wide slices, a 6-deep ring. Qwen3-30B-A3B (K 2,048 and 768)
+//     at 128 rows: 433 us, against 476 us with 256-wide slices (whose rings barely fill at K =
+//     768); at 8 / 32 rows 186-205 / 370-395 us, against 177 / 362 (within the spread).
+using SmallWide = Tiles<16, 32, 1, 1, 4, 64, 6>;
+using SmallLong = Tiles<16, 16, 1, 1, 4, 256, 4>;
+constexpr int64_t kLongK = 4096;
 using MediumTiles = Tiles<64, 64, 2, 2, 1, 64, 3>;
 // ~128+ rows per expert (prefill): twice the reuse of each loaded element.
 using LargeTiles = Tiles<128, 128, 2, 4, 1, 32, 4>;
 enum class TileKind { kSmall, kMedium, kLarge };
 int tile_rows(TileKind t) {
-  return t == TileKind::kSmall ? SmallTiles::BM : t == TileKind::kMedium ? MediumTiles::BM : LargeTiles::BM;
+  return t == TileKind::kSmall ? SmallWide::BM : t == TileKind::kMedium ? MediumTiles::BM : LargeTiles::BM;
 }
 TileKind pick_tiles(int64_t T, int E, int k, bool decode) {
   const int64_t slots = T * k, rows_per_expert = slots / std::max<int64_t>(1, std::min<int64_t>(E, slots));
@@ -73,18 +82,14 @@ constexpr int kMaxPerLane = kMaxExperts / 32;
 constexpr int kMaxK = 32;
 
 // ---- 1. routing ----
-__global__ void __launch_bounds__(128)
-    moe_route_kernel(const bf16* __restrict__ logits, int64_t T, int E, int k, bool renormalize,
-                     int32_t* __restrict__ ids, float* __restrict__ weights) {
-  detail::pdl_begin();
-  const int lane = threadIdx.x & 31;
-  const int64_t t = int64_t{blockIdx.x} * (blockDim.x / 32) + threadIdx.x / 32;
-  if (t >= T) return;
-  const bf16* l = logits + t * E;
-  float p[kMaxPerLane];
+// Row t's routing, by one warp: logits l (E,) -> ids_t, w_t (k,). E <= 32 kPerLane.
+template <int kPerLane>
+__device__ __forceinline__ void route_row(const bf16* __restrict__ l, int E, int k, bool renormalize,
+                                          int32_t* __restrict__ ids_t, float* __restrict__ w_t, int lane) {
+  float p[kPerLane];
   float mx = -INFINITY;
 #pragma unroll
-  for (int i = 0; i < kMaxPerLane; ++i) {
+  for (int i = 0; i < kPerLane; ++i) {
     const int e = lane + 32 * i;
     p[i] = e < E ? __bfloat162float(l[e]) : -INFINITY;
     mx = fmaxf(mx, p[i]);
@@ -92,13 +97,13 @@ __global__ void __launch_bounds__(128)
   for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
   float z = 0.f;
 #pragma unroll
-  for (int i = 0; i < kMaxPerLane; ++i) {
+  for (int i = 0; i < kPerLane; ++i) {
     p[i] = lane + 32 * i < E ? expf(p[i] - mx) : 0.f;
     z += p[i];
   }
   z = detail::group_sum(z);
 #pragma unroll
-  for (int i = 0; i < kMaxPerLane; ++i) p[i] = lane + 32 * i < E ? p[i] / z : -1.f;  // -1: never picked
+  for (int i = 0; i < kPerLane; ++i) p[i] = lane + 32 * i < E ? p[i] / z : -1.f;  // -1: never picked
   // k rounds of a warp argmax (larger p, then the lower expert); the winner leaves the race.
   float chosen_p = 0.f, sum = 0.f;
   int chosen_e = 0;
@@ -106,7 +111,7 @@ __global__ void __launch_bounds__(128)
     float bp = -2.f;
     int be = INT32_MAX;
 #pragma unroll
-    for (int i = 0; i < kMaxPerLane; ++i)
+    for (int i = 0; i < kPerLane; ++i)
       if (p[i] > bp) bp = p[i], be = lane + 32 * i;  // i ascending: ties keep the lower expert
     for (int off = 16; off > 0; off >>= 1) {
       const float op = __shfl_xor_sync(0xffffffffu, bp, off);
@@ -115,24 +120,32 @@ __global__ void __launch_bounds__(128)
     }
     be = be < E ? be : 0;  // only NaN logits pick nothing; keep the id in range regardless
 #pragma unroll
-    for (int i = 0; i < kMaxPerLane; ++i)
+    for (int i = 0; i < kPerLane; ++i)
       if (lane + 32 * i == be) p[i] = -1.f;
     if (lane == j) chosen_p = bp, chosen_e = be;
     sum += bp;
   }
   if (lane < k) {
-    ids[t * k + lane] = chosen_e;
-    weights[t * k + lane] = renormalize ? chosen_p / sum : chosen_p;
+    ids_t[lane] = chosen_e;
+    w_t[lane] = renormalize ? chosen_p / sum : chosen_p;
   }
+}
+
+__global__ void __launch_bounds__(128)
+    moe_route_kernel(const bf16* __restrict__ logits, int64_t T, int E, int k, bool renormalize,
+                     int32_t* __restrict__ ids, float* __restrict__ weights) {
+  detail::pdl_begin();
+  const int64_t t = int64_t{blockIdx.x} * (blockDim.x / 32) + threadIdx.x / 32;
+  if (t < T) route_row<kMaxPerLane>(logits + t * E, E, k, renormalize, ids + t * k, weights + t * k, threadIdx.x & 31);
 }
 
 // ---- 2. grouping the slots by expert ----
 // slot s = t * k + j. sorted[r] = the slot at padded row r (-1: padding), tile_expert[i] = the
 // expert of tile i (-1 past the last tile, up to max_tiles), slot_row[s] = the row of slot s.
-__global__ void __launch_bounds__(1024)
-    moe_align_kernel(const int32_t* __restrict__ ids, int64_t slots, int E, int bm, int32_t* __restrict__ sorted,
-                     int32_t* __restrict__ tile_expert, int max_tiles, int32_t* __restrict__ slot_row) {
-  detail::pdl_begin();
+// One CTA; E <= blockDim.x.
+__device__ __forceinline__ void align_slots(const int32_t* __restrict__ ids, int64_t slots, int E, int bm,
+                                            int32_t* __restrict__ sorted, int32_t* __restrict__ tile_expert,
+                                            int max_tiles, int32_t* __restrict__ slot_row) {
   __shared__ int count[kMaxExperts];
   __shared__ int start[kMaxExperts + 1];
   __shared__ int warp_total[32];
@@ -141,7 +154,7 @@ __global__ void __launch_bounds__(1024)
   __syncthreads();
   for (int64_t s = tid; s < slots; s += nt) slot_row[s] = atomicAdd(&count[ids[s]], 1);  // rank in its group
   __syncthreads();
-  // Exclusive scan of the padded group sizes: one expert per thread (E <= 1024 = blockDim).
+  // Exclusive scan of the padded group sizes: one expert per thread.
   const int lane = tid & 31, warp = tid >> 5;
   const int padded = tid < E ? (count[tid] + bm - 1) / bm * bm : 0;
   int incl = padded;
@@ -175,6 +188,29 @@ __global__ void __launch_bounds__(1024)
     sorted[r] = static_cast<int32_t>(s);
     slot_row[s] = r;
   }
+}
+
+__global__ void __launch_bounds__(1024)
+    moe_align_kernel(const int32_t* __restrict__ ids, int64_t slots, int E, int bm, int32_t* __restrict__ sorted,
+                     int32_t* __restrict__ tile_expert, int max_tiles, int32_t* __restrict__ slot_row) {
+  detail::pdl_begin();
+  align_slots(ids, slots, E, bm, sorted, tile_expert, max_tiles, slot_row);
+}
+
+// Both in one CTA for small decode steps: one launch fewer per layer (each is a few µs in a
+// batch-1 step). Its 16 warps route a row each: up to 16 rows. (At 256 rows, 16 each in turn,
+// bench.py's workload on Qwen3-30B-A3B took 30.4 s against 29.3 s with the two kernels.)
+constexpr int kFusedThreads = 512, kFusedMaxRows = kFusedThreads / 32;
+__global__ void __launch_bounds__(kFusedThreads)
+    moe_route_align_kernel(const bf16* __restrict__ logits, int64_t T, int E, int k, bool renormalize,
+                           int32_t* __restrict__ ids, float* __restrict__ weights, int bm,
+                           int32_t* __restrict__ sorted, int32_t* __restrict__ tile_expert, int max_tiles,
+                           int32_t* __restrict__ slot_row) {
+  detail::pdl_begin();
+  for (int64_t t = threadIdx.x / 32; t < T; t += kFusedThreads / 32)
+    route_row<kFusedThreads / 32>(logits + t * E, E, k, renormalize, ids + t * k, weights + t * k, threadIdx.x & 31);
+  __syncthreads();  // the block's own global writes are visible to it after the barrier
+  align_slots(ids, T * k, E, bm, sorted, tile_expert, max_tiles, slot_row);
 }
 
 // ---- 3 and 4. the experts' products ----
@@ -410,19 +446,21 @@ void launch_gemm(const GemmParams& p, int max_tiles, cudaStream_t stream) {
   NANOVLLM_CUDA_CHECK_LAUNCH();
 }
 
-// Both products with one tile config (the rows were grouped for its BM).
-template <typename C>
+// The two products with tile configs of one BM (the rows were grouped for it): G for gate/up,
+// D for down.
+template <typename G, typename D>
 void launch_products(GemmParams g, const void* gate_up, const void* down, bf16* act, bf16* y, int64_t H, int64_t I,
                      int max_tiles, cudaStream_t stream) {
+  static_assert(G::BM == D::BM);
   g.w = static_cast<const bf16*>(gate_up);
   g.out = act;
   g.K = H, g.N = I, g.w_rows = 2 * I;
-  launch_gemm<C, true, true>(g, max_tiles, stream);
+  launch_gemm<G, true, true>(g, max_tiles, stream);
   g.a = act;
   g.w = static_cast<const bf16*>(down);
   g.out = y;
   g.K = I, g.N = H, g.w_rows = H;
-  launch_gemm<C, false, false>(g, max_tiles, stream);
+  launch_gemm<D, false, false>(g, max_tiles, stream);
 }
 
 void check_args(const char* op, int64_t T, int E, int k) {
@@ -477,9 +515,14 @@ void moe_mlp(const void* x, const void* router_logits, const void* gate_up, cons
   auto* act = reinterpret_cast<bf16*>(ws + l.act);
   auto* y = reinterpret_cast<bf16*>(ws + l.y);
 
-  moe_route(router_logits, T, E, k, renormalize, ids, weights, stream);
-  detail::launch(moe_align_kernel, dim3(1), 1024, 0, stream, static_cast<const int32_t*>(ids), T * k, E,
-                 tile_rows(tiles), sorted, tile_expert, l.max_tiles, slot_row);
+  if (T <= kFusedMaxRows && E <= kFusedThreads) {
+    detail::launch(moe_route_align_kernel, dim3(1), kFusedThreads, 0, stream, static_cast<const bf16*>(router_logits),
+                   T, E, k, renormalize, ids, weights, tile_rows(tiles), sorted, tile_expert, l.max_tiles, slot_row);
+  } else {
+    moe_route(router_logits, T, E, k, renormalize, ids, weights, stream);
+    detail::launch(moe_align_kernel, dim3(1), 1024, 0, stream, static_cast<const int32_t*>(ids), T * k, E,
+                   tile_rows(tiles), sorted, tile_expert, l.max_tiles, slot_row);
+  }
   NANOVLLM_CUDA_CHECK_LAUNCH();
   GemmParams g{};
   g.a = static_cast<const bf16*>(x);
@@ -487,11 +530,18 @@ void moe_mlp(const void* x, const void* router_logits, const void* gate_up, cons
   g.tile_expert = tile_expert;
   g.k_choices = k;
   if (tiles == TileKind::kSmall)
-    launch_products<SmallTiles>(g, gate_up, down, act, y, H, I, l.max_tiles, stream);
+    if (H >= kLongK && I >= kLongK)
+      launch_products<SmallLong, SmallLong>(g, gate_up, down, act, y, H, I, l.max_tiles, stream);
+    else if (H >= kLongK)
+      launch_products<SmallLong, SmallWide>(g, gate_up, down, act, y, H, I, l.max_tiles, stream);
+    else if (I >= kLongK)
+      launch_products<SmallWide, SmallLong>(g, gate_up, down, act, y, H, I, l.max_tiles, stream);
+    else
+      launch_products<SmallWide, SmallWide>(g, gate_up, down, act, y, H, I, l.max_tiles, stream);
   else if (tiles == TileKind::kMedium)
-    launch_products<MediumTiles>(g, gate_up, down, act, y, H, I, l.max_tiles, stream);
+    launch_products<MediumTiles, MediumTiles>(g, gate_up, down, act, y, H, I, l.max_tiles, stream);
   else
-    launch_products<LargeTiles>(g, gate_up, down, act, y, H, I, l.max_tiles, stream);
+    launch_products<LargeTiles, LargeTiles>(g, gate_up, down, act, y, H, I, l.max_tiles, stream);
   detail::launch(moe_combine_kernel, dim3(static_cast<unsigned>(T)), 128, 0, stream, static_cast<const bf16*>(y),
                  static_cast<const int32_t*>(slot_row), static_cast<const float*>(weights), static_cast<bf16*>(out),
                  H, k);
