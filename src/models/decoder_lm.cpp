@@ -99,6 +99,12 @@ class DecoderLM final : public CausalLM {
       throw Error(c.path.string() + ": " + (c.architecture.empty() ? c.model_type : c.architecture) +
                   "'s mixture-of-experts layers need kernels that " + b.name() +
                   " does not have (the cpu and cuda backends run them)");
+    if (has_moe_) {
+      const std::string why =
+          b.moe_unsupported(c.num_experts, c.experts_per_token, c.hidden_size, c.moe_intermediate_size);
+      if (!why.empty())
+        throw Error(c.path.string() + ": " + b.name() + " cannot run this model's mixture-of-experts layers: " + why);
+    }
     for (int i = 0; i < c.num_hidden_layers; ++i)
       layers_.push_back(std::make_unique<DecoderLayer>(b, c, i, "model.layers." + std::to_string(i), o));
     reg_.add("model.embed_tokens.weight", &embed_, {c.vocab_size, c.hidden_size});

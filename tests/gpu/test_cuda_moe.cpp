@@ -304,6 +304,12 @@ TEST(CudaMoeArgs, RejectedBeforeAnyLaunch) {
   expect_error([&] { gpu::moe_mlp(p, p, p, p, p, 4, 60, 48, 4, 2, false, false, p, 1 << 20, nullptr); }, "H % 8");
   expect_error([&] { gpu::moe_mlp(p, p, p, p, p, 4, 64, 48, 4, 2, false, false, p, 16, nullptr); }, "small workspace");
   expect_error([&] { gpu::moe_route(p, 4, 2000, 2, false, nullptr, nullptr, nullptr); }, "E > 1024");
+  // What models ask when they are built (Backend::moe_unsupported).
+  EXPECT_EQ(gpu::moe_unsupported(128, 8, 2048, 768), "");
+  EXPECT_EQ(gpu::moe_unsupported(1024, 32, 8, 8), "");
+  EXPECT_NE(gpu::moe_unsupported(1025, 8, 2048, 768).find("experts must be in [1, 1024]"), std::string::npos);
+  EXPECT_NE(gpu::moe_unsupported(64, 33, 2048, 768).find("experts per token"), std::string::npos);
+  EXPECT_NE(gpu::moe_unsupported(8, 2, 2048, 100).find("multiples of 8"), std::string::npos);
   expect_error([&] { gpu::moe_route(p, 4, 64, 33, false, static_cast<int32_t*>(p), static_cast<float*>(p), nullptr); },
                "k > 32");
 }

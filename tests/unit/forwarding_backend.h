@@ -55,6 +55,14 @@ class ForwardingBackend : public Backend {
     inner_->attention(qkv, nh, nkv, d, scale, kc, vc, meta, out);
   }
   void gather_rows(const Tensor& x, const Tensor& rows, Tensor& out) override { inner_->gather_rows(x, rows, out); }
+  bool supports_moe() const override { return inner_->supports_moe(); }
+  std::string moe_unsupported(int E, int k, int64_t H, int64_t I) const override {
+    return inner_->moe_unsupported(E, k, H, I);
+  }
+  void moe_mlp(const Tensor& x, const Tensor& router, const Tensor& gate_up, const Tensor& down, int k,
+               bool renormalize, Tensor& out) override {
+    inner_->moe_mlp(x, router, gate_up, down, k, renormalize, out);
+  }
   SamplerOutput sample(const Tensor& logits, const SamplingBatch& batch) override {
     return inner_->sample(logits, batch);
   }

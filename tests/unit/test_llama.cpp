@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "../test_util.h"
+#include "forwarding_backend.h"
 #include "engine/prompt_logits.h"
 #include "layers/rotary.h"
 #include "loader/model_config.h"
@@ -398,6 +399,38 @@ TEST(MoeConfig, ProblemsAreNamed) {
   EXPECT_THAT(parse_error(qwen3_moe_json(R"(, "mlp_only_layers": [3])")), HasSubstr("mlp_only_layers"));
   EXPECT_THAT(parse_error(qwen3_moe_json(R"(, "shared_expert_intermediate_size": 64)")),
               HasSubstr("shared experts are not supported"));
+}
+
+// A backend that cannot run a model's experts says so when the model is built, naming the
+// limit (the CUDA kernels' limits: at most 1,024 experts, 32 per token, sizes multiple of 8).
+TEST(MoeConfig, BackendLimitsAreCheckedWhenTheModelIsBuilt) {
+  struct Limited : test::ForwardingBackend {
+    bool moe = true;
+    bool supports_moe() const override { return moe; }
+    std::string moe_unsupported(int E, int, int64_t, int64_t) const override {
+      if (!moe) return ForwardingBackend::moe_unsupported(E, 0, 0, 0);
+      return E > 2 ? "at most 2 experts here, got " + std::to_string(E) : "";
+    }
+  };
+  const ModelConfig c = parse_model_config(mixtral_json(), "config.json");  // 4 experts
+  Limited b;
+  try {
+    create_model(c, b);
+    ADD_FAILURE() << "built";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("cannot run this model's mixture-of-experts layers: at most 2 experts here, got 4"));
+  }
+  b.moe = false;
+  try {
+    create_model(c, b);
+    ADD_FAILURE() << "built";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("mixture-of-experts layers need kernels"));
+  }
+  // The CPU backend runs any shape the config allows.
+  auto cpu = make_cpu_backend();
+  EXPECT_EQ(cpu->moe_unsupported(4, 2, 60, 24), "");
+  EXPECT_NE(create_model(c, *cpu), nullptr);
 }
 
 // ---- Qwen2 and Mistral: the same decoder with other options ----

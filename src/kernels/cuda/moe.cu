@@ -331,34 +331,29 @@ __global__ void __launch_bounds__(C::kThreads) moe_gemm_kernel(GemmParams p) {
     constexpr int kVals = MI * NI * 4 * (kSilu ? 2 : 1);
     static_assert((C::KS - 1) * C::WM * C::WN * kVals * 32 * 4 <= C::Stages * (BM + kBRows) * kLds * 2);
     float* red = reinterpret_cast<float*>(smem_raw) + plane * (C::KS - 1) * kVals * 32;
-    __syncthreads();  // every warp is done reading the ring
-    if (ks > 0) {
-      float* mine = red + (ks - 1) * kVals * 32 + lane;
+    // Calls f(value, slot) for each of this thread's sums, slot v at red[32 v + lane].
+    const auto each_sum = [&](auto&& f) {
       int v = 0;
 #pragma unroll
       for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
         for (int ni = 0; ni < NI; ++ni)
 #pragma unroll
-          for (int f = 0; f < 4; ++f) {
-            mine[32 * v++] = acc[mi][ni][f];
-            if (kSilu) mine[32 * v++] = acc_u[mi][ni][f];
+          for (int fr = 0; fr < 4; ++fr) {
+            f(acc[mi][ni][fr], 32 * v++);
+            if (kSilu) f(acc_u[mi][ni][fr], 32 * v++);
           }
+    };
+    __syncthreads();  // every warp is done reading the ring
+    if (ks > 0) {
+      float* mine = red + (ks - 1) * kVals * 32 + lane;
+      each_sum([&](float& a, int at) { mine[at] = a; });
     }
     __syncthreads();
     if (ks > 0) return;
     for (int o = 0; o < C::KS - 1; ++o) {
       const float* theirs = red + o * kVals * 32 + lane;
-      int v = 0;
-#pragma unroll
-      for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-        for (int ni = 0; ni < NI; ++ni)
-#pragma unroll
-          for (int f = 0; f < 4; ++f) {
-            acc[mi][ni][f] += theirs[32 * v++];
-            if (kSilu) acc_u[mi][ni][f] += theirs[32 * v++];
-          }
+      each_sum([&](float& a, int at) { a += theirs[at]; });
     }
   }
 
@@ -465,15 +460,24 @@ void launch_products(GemmParams g, const void* gate_up, const void* down, bf16* 
 
 void check_args(const char* op, int64_t T, int E, int k) {
   detail::require(T >= 0, op, "T must be non-negative, got " + std::to_string(T));
-  detail::require(E >= 1 && E <= kMaxExperts, op,
-                  "the number of experts must be in [1, " + std::to_string(kMaxExperts) + "], got " + std::to_string(E));
-  detail::require(k >= 1 && k <= std::min(E, kMaxK), op,
-                  "experts per token must be in [1, min(experts, " + std::to_string(kMaxK) + ")], got " +
-                      std::to_string(k) + " of " + std::to_string(E));
+  const std::string why = moe_unsupported(E, k, 8, 8);
+  detail::require(why.empty(), op, why);
   detail::require(T * k <= INT32_MAX / 2, op, "too many rows: " + std::to_string(T));
 }
 
 }  // namespace
+
+std::string moe_unsupported(int E, int k, int64_t H, int64_t I) {
+  if (E < 1 || E > kMaxExperts)
+    return "the number of experts must be in [1, " + std::to_string(kMaxExperts) + "], got " + std::to_string(E);
+  if (k < 1 || k > std::min(E, kMaxK))
+    return "experts per token must be in [1, min(experts, " + std::to_string(kMaxK) + ")], got " + std::to_string(k) +
+           " of " + std::to_string(E);
+  if (H <= 0 || I <= 0 || H % 8 != 0 || I % 8 != 0)
+    return "hidden and intermediate sizes must be positive multiples of 8, got " + std::to_string(H) + " and " +
+           std::to_string(I);
+  return "";
+}
 
 void moe_route(const void* router_logits, int64_t T, int E, int k, bool renormalize, int32_t* ids, float* weights,
                cudaStream_t stream) {
@@ -494,9 +498,8 @@ void moe_mlp(const void* x, const void* router_logits, const void* gate_up, cons
              size_t workspace_bytes, cudaStream_t stream) {
   const char* op = "moe_mlp";
   check_args(op, T, E, k);
-  detail::require(H > 0 && I > 0 && H % 8 == 0 && I % 8 == 0, op,
-                  "hidden and intermediate sizes must be positive multiples of 8, got " + std::to_string(H) + " and " +
-                      std::to_string(I));
+  const std::string why = moe_unsupported(E, k, H, I);
+  detail::require(why.empty(), op, why);
   if (T == 0) return;
   detail::require(x && router_logits && gate_up && down && out && workspace, op, "null pointer");
   detail::require(detail::aligned16(x) && detail::aligned16(gate_up) && detail::aligned16(down) &&

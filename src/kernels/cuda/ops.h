@@ -22,6 +22,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string>
 
 namespace nanovllm::gpu {
 
@@ -137,6 +138,9 @@ bool paged_attention_prefill_uses_wgmma();
 // launches depend on T only, so a CUDA graph can capture them. A row's bits do not depend on
 // the other rows, nor on T unless `decode` (a pure decode step, whose products may pick
 // split-K tiles for few rows per expert: other bits, as the decode GEMM plans per batch size).
+// Why moe_mlp cannot take these sizes ("" when it can): E <= 1024, k <= min(E, 32), H and I
+// positive multiples of 8.
+std::string moe_unsupported(int E, int k, int64_t H, int64_t I);
 size_t moe_workspace_bytes(int64_t T, int E, int k, int64_t H, int64_t I, bool decode);
 void moe_mlp(const void* x, const void* router_logits, const void* gate_up, const void* down, void* out, int64_t T,
              int64_t H, int64_t I, int E, int k, bool renormalize, bool decode, void* workspace,

@@ -414,6 +414,9 @@ class CudaBackend final : public Backend {
   }
 
   bool supports_moe() const override { return true; }
+  std::string moe_unsupported(int E, int k, int64_t H, int64_t I) const override {
+    return gpu::moe_unsupported(E, k, H, I);
+  }
   void moe_mlp(const Tensor& x, const Tensor& router, const Tensor& gate_up, const Tensor& down, int k,
                bool renormalize, Tensor& out) override {
     const char* op = "moe_mlp";
