@@ -95,15 +95,12 @@ class DecoderLM final : public CausalLM {
     // The fused small-batch products (rms_norm_linear_silu, linear_add) take no MLP bias.
     if (c.mlp_bias) throw Error(c.path.string() + ": mlp_bias is true; MLP biases are not supported yet");
     for (int i = 0; i < c.num_hidden_layers; ++i) has_moe_ = has_moe_ || is_moe_layer(c, i);
-    if (has_moe_ && !b.supports_moe())
-      throw Error(c.path.string() + ": " + (c.architecture.empty() ? c.model_type : c.architecture) +
-                  "'s mixture-of-experts layers need kernels that " + b.name() +
-                  " does not have (the cpu and cuda backends run them)");
     if (has_moe_) {
       const std::string why =
           b.moe_unsupported(c.num_experts, c.experts_per_token, c.hidden_size, c.moe_intermediate_size);
       if (!why.empty())
-        throw Error(c.path.string() + ": " + b.name() + " cannot run this model's mixture-of-experts layers: " + why);
+        throw Error(c.path.string() + ": " + (c.architecture.empty() ? c.model_type : c.architecture) +
+                    "'s mixture-of-experts layers cannot run on " + b.name() + ": " + why);
     }
     for (int i = 0; i < c.num_hidden_layers; ++i)
       layers_.push_back(std::make_unique<DecoderLayer>(b, c, i, "model.layers." + std::to_string(i), o));

@@ -125,14 +125,13 @@ class Backend {
   // their weights renormalised to sum 1 when `renormalize`; out (T, H) = the sum over those
   // experts e of weight * down_e(silu(gate_e x) * up_e x). gate_up (E * 2I, H) holds expert e's
   // gate rows, then its up rows, from row e * 2I; down (E * H, I) expert e's rows from e * H.
-  // Backends without it (supports_moe() false) throw; models check before they are built.
-  virtual bool supports_moe() const { return false; }
+  //
   // Why this backend cannot run moe_mlp for E experts, k per row, hidden H and expert width I
-  // ("" when it can): models ask when they are built, so a shape the kernels refuse fails then,
-  // naming the limit, not in the middle of a step.
+  // ("" when it can): models ask when they are built, so a backend without the op, or a shape
+  // its kernels refuse, fails then, naming the reason, not in the middle of a step.
   virtual std::string moe_unsupported(int E, int k, int64_t H, int64_t I) const {
     (void)E, (void)k, (void)H, (void)I;
-    return supports_moe() ? "" : "no mixture-of-experts kernels";
+    return "it has no mixture-of-experts kernels";
   }
   virtual void moe_mlp(const Tensor& x, const Tensor& router, const Tensor& gate_up, const Tensor& down, int k,
                        bool renormalize, Tensor& out) {

@@ -55,7 +55,6 @@ class ForwardingBackend : public Backend {
     inner_->attention(qkv, nh, nkv, d, scale, kc, vc, meta, out);
   }
   void gather_rows(const Tensor& x, const Tensor& rows, Tensor& out) override { inner_->gather_rows(x, rows, out); }
-  bool supports_moe() const override { return inner_->supports_moe(); }
   std::string moe_unsupported(int E, int k, int64_t H, int64_t I) const override {
     return inner_->moe_unsupported(E, k, H, I);
   }

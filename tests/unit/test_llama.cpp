@@ -406,9 +406,8 @@ TEST(MoeConfig, ProblemsAreNamed) {
 TEST(MoeConfig, BackendLimitsAreCheckedWhenTheModelIsBuilt) {
   struct Limited : test::ForwardingBackend {
     bool moe = true;
-    bool supports_moe() const override { return moe; }
-    std::string moe_unsupported(int E, int, int64_t, int64_t) const override {
-      if (!moe) return ForwardingBackend::moe_unsupported(E, 0, 0, 0);
+    std::string moe_unsupported(int E, int k, int64_t H, int64_t I) const override {
+      if (!moe) return Backend::moe_unsupported(E, k, H, I);  // the default: no kernels
       return E > 2 ? "at most 2 experts here, got " + std::to_string(E) : "";
     }
   };
@@ -418,14 +417,16 @@ TEST(MoeConfig, BackendLimitsAreCheckedWhenTheModelIsBuilt) {
     create_model(c, b);
     ADD_FAILURE() << "built";
   } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("cannot run this model's mixture-of-experts layers: at most 2 experts here, got 4"));
+    EXPECT_THAT(e.what(), HasSubstr("MixtralForCausalLM's mixture-of-experts layers cannot run on forwarding to cpu"));
+    EXPECT_THAT(e.what(), HasSubstr(": at most 2 experts here, got 4"));
   }
   b.moe = false;
   try {
     create_model(c, b);
     ADD_FAILURE() << "built";
   } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("mixture-of-experts layers need kernels"));
+    EXPECT_THAT(e.what(), HasSubstr("mixture-of-experts layers cannot run on forwarding to cpu"));
+    EXPECT_THAT(e.what(), HasSubstr(": it has no mixture-of-experts kernels"));
   }
   // The CPU backend runs any shape the config allows.
   auto cpu = make_cpu_backend();

@@ -413,7 +413,6 @@ class CudaBackend final : public Backend {
                                  out.data(), stream_);
   }
 
-  bool supports_moe() const override { return true; }
   std::string moe_unsupported(int E, int k, int64_t H, int64_t I) const override {
     return gpu::moe_unsupported(E, k, H, I);
   }
