@@ -9,8 +9,9 @@
 //   chosen expert in float32 with the kernel's bf16 roundings (g, u, silu(g), act, y) mirrored,
 //   then the float32 weighted sum. The output buffer is poisoned first (an unwritten element is
 //   a NaN) and every buffer has guards that must stay untouched.
-// - Both tile choices: any step's (64- or 128-row tiles, the same bits) and a decode step's
-//   (16-row split-K tiles for few rows per expert).
+// - Every tile shape, forced and as picked for any step / a decode step, against the reference;
+//   the shapes that claim the same bits give them: 16-row split-K tiles with 64- or 256-wide
+//   K-slices, and 64x64 or 128x128 tiles (unsplit K).
 // - A row's bits do not depend on the batch outside decode steps: each case's first row is
 //   run again alone (which picks 64-row tiles where the batch may have picked 128).
 // Without a GPU the tests are SKIPPED, except the argument checks.
@@ -142,14 +143,15 @@ std::vector<float> reference(const Case& c, const std::vector<float>& x, const s
 
 // Runs gpu::moe_mlp on rows [0, T) of the inputs; returns the output's bits.
 std::vector<uint16_t> run_gpu(Stream& stream, const Case& c, int64_t T, bool decode, const Bf16Host& x,
-                              const Bf16Host& logits, DeviceBuf<uint16_t>& d_gate_up, DeviceBuf<uint16_t>& d_down) {
+                              const Bf16Host& logits, DeviceBuf<uint16_t>& d_gate_up, DeviceBuf<uint16_t>& d_down,
+                              gpu::MoeTiles tiles = gpu::MoeTiles::kAuto) {
   DeviceBuf<uint16_t> d_x(size_t(T * c.H)), d_logits(size_t(T * c.E)), d_out(size_t(T * c.H));
   d_x.upload(std::vector<uint16_t>(x.bits.begin(), x.bits.begin() + T * c.H));
   d_logits.upload(std::vector<uint16_t>(logits.bits.begin(), logits.bits.begin() + T * c.E));
-  const size_t bytes = gpu::moe_workspace_bytes(T, c.E, c.k, c.H, c.I, decode);
+  const size_t bytes = gpu::moe_workspace_bytes(T, c.E, c.k, c.H, c.I, decode, tiles);
   DeviceBuf<unsigned char> ws(bytes);
   gpu::moe_mlp(d_x.data(), d_logits.data(), d_gate_up.data(), d_down.data(), d_out.data(), T, c.H, c.I, c.E, c.k,
-               c.renormalize, decode, ws.data(), bytes, stream);
+               c.renormalize, decode, ws.data(), bytes, stream, tiles);
   stream.sync();
   auto out = d_out.download();
   ws.download();
@@ -182,11 +184,22 @@ TEST(CudaMoe, MlpMatchesCpuReference) {
     d_gate_up.upload(gate_up.bits);
     d_down.upload(down.bits);
     const std::vector<float> ref = reference(c, x.f, logits.f, gate_up.f, down.f);
-    // decode: the tiles a pure decode step may pick for few rows per expert (split K).
-    std::vector<uint16_t> outs[2];
-    for (bool decode : {false, true}) {
-      SCOPED_TRACE(decode ? "decode tiles" : "any-step tiles");
-      const std::vector<uint16_t>& out = outs[decode] = run_gpu(stream, c, c.T, decode, x, logits, d_gate_up, d_down);
+    // "any": what any step picks; "decode": what a pure decode step picks (split-K tiles for few
+    // rows per expert); then each tile shape forced.
+    struct Mode {
+      const char* name;
+      bool decode;
+      gpu::MoeTiles tiles;
+    };
+    const Mode modes[] = {{"any", false, gpu::MoeTiles::kAuto},        {"decode", true, gpu::MoeTiles::kAuto},
+                          {"16x32", true, gpu::MoeTiles::kSmallWide},  {"16x16K", true, gpu::MoeTiles::kSmallLong},
+                          {"64x64", false, gpu::MoeTiles::kMedium},    {"128x128", false, gpu::MoeTiles::kLarge}};
+    std::vector<uint16_t> outs[6];
+    for (int mode = 0; mode < 6; ++mode) {
+      const bool decode = modes[mode].decode;
+      SCOPED_TRACE(modes[mode].name);
+      const std::vector<uint16_t>& out = outs[mode] =
+          run_gpu(stream, c, c.T, decode, x, logits, d_gate_up, d_down, modes[mode].tiles);
       double num = 0, den = 0, worst_row = 0;
       int64_t bad = 0, nonfinite = 0;
       for (int64_t t = 0; t < c.T; ++t) {
@@ -213,9 +226,13 @@ TEST(CudaMoe, MlpMatchesCpuReference) {
       EXPECT_LT(rel, 5e-3);
       EXPECT_LT(worst_row, 2e-2);
       worst = std::max(worst, rel);
-      std::printf("[ CudaMoe ] moe_mlp %-48s %-6s rel err %.2e (worst row %.2e)\n", describe(c).c_str(),
-                  decode ? "decode" : "any", rel, worst_row);
+      std::printf("[ CudaMoe ] moe_mlp %-48s %-7s rel err %.2e (worst row %.2e)\n", describe(c).c_str(),
+                  modes[mode].name, rel, worst_row);
     }
+    // The bits the tile shapes share (docs/engine.md, "Batch invariance").
+    EXPECT_TRUE(outs[2] == outs[3]) << "16-row tiles: 64- and 256-wide K-slices differ";
+    EXPECT_TRUE(outs[4] == outs[5]) << "64x64 and 128x128 tiles differ";
+    EXPECT_TRUE(outs[0] == outs[4]) << "any step's tiles differ from 64x64";
     // The first row alone, outside decode steps: the same bits (whatever tiles T picks).
     const std::vector<uint16_t> alone = run_gpu(stream, c, 1, false, x, logits, d_gate_up, d_down);
     EXPECT_TRUE(std::equal(alone.begin(), alone.end(), outs[0].begin())) << "row 0 alone differs from row 0 in the batch";

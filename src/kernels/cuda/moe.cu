@@ -67,14 +67,22 @@ constexpr int64_t kLongK = 4096;
 using MediumTiles = Tiles<64, 64, 2, 2, 1, 64, 3>;
 // ~128+ rows per expert (prefill): twice the reuse of each loaded element.
 using LargeTiles = Tiles<128, 128, 2, 4, 1, 32, 4>;
-enum class TileKind { kSmall, kMedium, kLarge };
-int tile_rows(TileKind t) {
-  return t == TileKind::kSmall ? SmallWide::BM : t == TileKind::kMedium ? MediumTiles::BM : LargeTiles::BM;
-}
-TileKind pick_tiles(int64_t T, int E, int k, bool decode) {
+// kAuto resolved: the tile config of each product (SmallWide / SmallLong share BM).
+struct TileChoice {
+  MoeTiles gate_up, down;
+  int bm() const {
+    return gate_up == MoeTiles::kMedium ? MediumTiles::BM : gate_up == MoeTiles::kLarge ? LargeTiles::BM : SmallWide::BM;
+  }
+};
+TileChoice pick_tiles(int64_t T, int E, int k, int64_t H, int64_t I, bool decode, MoeTiles forced) {
+  if (forced != MoeTiles::kAuto) return {forced, forced};
   const int64_t slots = T * k, rows_per_expert = slots / std::max<int64_t>(1, std::min<int64_t>(E, slots));
-  if (decode && rows_per_expert <= 16) return TileKind::kSmall;
-  return rows_per_expert >= 128 ? TileKind::kLarge : TileKind::kMedium;
+  if (decode && rows_per_expert <= 16) {
+    const auto by_k = [](int64_t K) { return K >= kLongK ? MoeTiles::kSmallLong : MoeTiles::kSmallWide; };
+    return {by_k(H), by_k(I)};  // gate/up reads K = H, down K = I
+  }
+  const MoeTiles t = rows_per_expert >= 128 ? MoeTiles::kLarge : MoeTiles::kMedium;
+  return {t, t};
 }
 
 constexpr int kMaxExperts = 1024;
@@ -441,23 +449,6 @@ void launch_gemm(const GemmParams& p, int max_tiles, cudaStream_t stream) {
   NANOVLLM_CUDA_CHECK_LAUNCH();
 }
 
-// The two products with tile configs of one BM (the rows were grouped for it): G for gate/up,
-// D for down.
-template <typename G, typename D>
-void launch_products(GemmParams g, const void* gate_up, const void* down, bf16* act, bf16* y, int64_t H, int64_t I,
-                     int max_tiles, cudaStream_t stream) {
-  static_assert(G::BM == D::BM);
-  g.w = static_cast<const bf16*>(gate_up);
-  g.out = act;
-  g.K = H, g.N = I, g.w_rows = 2 * I;
-  launch_gemm<G, true, true>(g, max_tiles, stream);
-  g.a = act;
-  g.w = static_cast<const bf16*>(down);
-  g.out = y;
-  g.K = I, g.N = H, g.w_rows = H;
-  launch_gemm<D, false, false>(g, max_tiles, stream);
-}
-
 void check_args(const char* op, int64_t T, int E, int k) {
   detail::require(T >= 0, op, "T must be non-negative, got " + std::to_string(T));
   const std::string why = moe_unsupported(E, k, 8, 8);
@@ -489,13 +480,13 @@ void moe_route(const void* router_logits, int64_t T, int E, int k, bool renormal
   NANOVLLM_CUDA_CHECK_LAUNCH();
 }
 
-size_t moe_workspace_bytes(int64_t T, int E, int k, int64_t H, int64_t I, bool decode) {
-  return T > 0 ? layout(T, E, k, H, I, tile_rows(pick_tiles(T, E, k, decode))).total : 0;
+size_t moe_workspace_bytes(int64_t T, int E, int k, int64_t H, int64_t I, bool decode, MoeTiles tiles) {
+  return T > 0 ? layout(T, E, k, H, I, pick_tiles(T, E, k, H, I, decode, tiles).bm()).total : 0;
 }
 
 void moe_mlp(const void* x, const void* router_logits, const void* gate_up, const void* down, void* out, int64_t T,
              int64_t H, int64_t I, int E, int k, bool renormalize, bool decode, void* workspace,
-             size_t workspace_bytes, cudaStream_t stream) {
+             size_t workspace_bytes, cudaStream_t stream, MoeTiles forced) {
   const char* op = "moe_mlp";
   check_args(op, T, E, k);
   const std::string why = moe_unsupported(E, k, H, I);
@@ -505,8 +496,8 @@ void moe_mlp(const void* x, const void* router_logits, const void* gate_up, cons
   detail::require(detail::aligned16(x) && detail::aligned16(gate_up) && detail::aligned16(down) &&
                       detail::aligned16(out) && detail::aligned16(workspace),
                   op, "x, the weights, out and the workspace must be 16-byte aligned");
-  const TileKind tiles = pick_tiles(T, E, k, decode);
-  const Layout l = layout(T, E, k, H, I, tile_rows(tiles));
+  const TileChoice tiles = pick_tiles(T, E, k, H, I, decode, forced);
+  const Layout l = layout(T, E, k, H, I, tiles.bm());
   detail::require(workspace_bytes >= l.total, op,
                   "workspace of " + std::to_string(workspace_bytes) + " bytes, needs " + std::to_string(l.total));
   char* ws = static_cast<char*>(workspace);
@@ -520,31 +511,39 @@ void moe_mlp(const void* x, const void* router_logits, const void* gate_up, cons
 
   if (T <= kFusedMaxRows && E <= kFusedThreads) {
     detail::launch(moe_route_align_kernel, dim3(1), kFusedThreads, 0, stream, static_cast<const bf16*>(router_logits),
-                   T, E, k, renormalize, ids, weights, tile_rows(tiles), sorted, tile_expert, l.max_tiles, slot_row);
+                   T, E, k, renormalize, ids, weights, tiles.bm(), sorted, tile_expert, l.max_tiles, slot_row);
   } else {
     moe_route(router_logits, T, E, k, renormalize, ids, weights, stream);
     detail::launch(moe_align_kernel, dim3(1), 1024, 0, stream, static_cast<const int32_t*>(ids), T * k, E,
-                   tile_rows(tiles), sorted, tile_expert, l.max_tiles, slot_row);
+                   tiles.bm(), sorted, tile_expert, l.max_tiles, slot_row);
   }
   NANOVLLM_CUDA_CHECK_LAUNCH();
-  GemmParams g{};
-  g.a = static_cast<const bf16*>(x);
-  g.sorted = sorted;
-  g.tile_expert = tile_expert;
-  g.k_choices = k;
-  if (tiles == TileKind::kSmall)
-    if (H >= kLongK && I >= kLongK)
-      launch_products<SmallLong, SmallLong>(g, gate_up, down, act, y, H, I, l.max_tiles, stream);
-    else if (H >= kLongK)
-      launch_products<SmallLong, SmallWide>(g, gate_up, down, act, y, H, I, l.max_tiles, stream);
-    else if (I >= kLongK)
-      launch_products<SmallWide, SmallLong>(g, gate_up, down, act, y, H, I, l.max_tiles, stream);
-    else
-      launch_products<SmallWide, SmallWide>(g, gate_up, down, act, y, H, I, l.max_tiles, stream);
-  else if (tiles == TileKind::kMedium)
-    launch_products<MediumTiles, MediumTiles>(g, gate_up, down, act, y, H, I, l.max_tiles, stream);
-  else
-    launch_products<LargeTiles, LargeTiles>(g, gate_up, down, act, y, H, I, l.max_tiles, stream);
+  // gate/up: act = silu(x[rows] gate_up_e^T) * ...; down: y = act down_e^T (same tiles' BM).
+  GemmParams g_up{};
+  g_up.sorted = sorted;
+  g_up.tile_expert = tile_expert;
+  g_up.k_choices = k;
+  GemmParams g_down = g_up;
+  g_up.a = static_cast<const bf16*>(x);
+  g_up.w = static_cast<const bf16*>(gate_up);
+  g_up.out = act;
+  g_up.K = H, g_up.N = I, g_up.w_rows = 2 * I;
+  g_down.a = act;
+  g_down.w = static_cast<const bf16*>(down);
+  g_down.out = y;
+  g_down.K = I, g_down.N = H, g_down.w_rows = H;
+  switch (tiles.gate_up) {
+    case MoeTiles::kLarge: launch_gemm<LargeTiles, true, true>(g_up, l.max_tiles, stream); break;
+    case MoeTiles::kMedium: launch_gemm<MediumTiles, true, true>(g_up, l.max_tiles, stream); break;
+    case MoeTiles::kSmallLong: launch_gemm<SmallLong, true, true>(g_up, l.max_tiles, stream); break;
+    default: launch_gemm<SmallWide, true, true>(g_up, l.max_tiles, stream); break;
+  }
+  switch (tiles.down) {
+    case MoeTiles::kLarge: launch_gemm<LargeTiles, false, false>(g_down, l.max_tiles, stream); break;
+    case MoeTiles::kMedium: launch_gemm<MediumTiles, false, false>(g_down, l.max_tiles, stream); break;
+    case MoeTiles::kSmallLong: launch_gemm<SmallLong, false, false>(g_down, l.max_tiles, stream); break;
+    default: launch_gemm<SmallWide, false, false>(g_down, l.max_tiles, stream); break;
+  }
   detail::launch(moe_combine_kernel, dim3(static_cast<unsigned>(T)), 128, 0, stream, static_cast<const bf16*>(y),
                  static_cast<const int32_t*>(slot_row), static_cast<const float*>(weights), static_cast<bf16*>(out),
                  H, k);

@@ -141,10 +141,15 @@ bool paged_attention_prefill_uses_wgmma();
 // Why moe_mlp cannot take these sizes ("" when it can): E <= 1024, k <= min(E, 32), H and I
 // positive multiples of 8.
 std::string moe_unsupported(int E, int k, int64_t H, int64_t I);
-size_t moe_workspace_bytes(int64_t T, int E, int k, int64_t H, int64_t I, bool decode);
+// `tiles` forces the products' tile shapes (tests: the bits each pair below claims to share);
+// kAuto picks by rows per expert, `decode` and K. kSmallWide and kSmallLong (16-row tiles whose
+// warps split K the same way) give the same bits; so do kMedium and kLarge (K unsplit).
+enum class MoeTiles { kAuto, kSmallWide, kSmallLong, kMedium, kLarge };
+size_t moe_workspace_bytes(int64_t T, int E, int k, int64_t H, int64_t I, bool decode,
+                           MoeTiles tiles = MoeTiles::kAuto);
 void moe_mlp(const void* x, const void* router_logits, const void* gate_up, const void* down, void* out, int64_t T,
              int64_t H, int64_t I, int E, int k, bool renormalize, bool decode, void* workspace,
-             size_t workspace_bytes, cudaStream_t stream);
+             size_t workspace_bytes, cudaStream_t stream, MoeTiles tiles = MoeTiles::kAuto);
 // The routing alone: ids (T, k) int32 and weights (T, k) float32, the j-th largest first.
 void moe_route(const void* router_logits, int64_t T, int E, int k, bool renormalize, int32_t* ids, float* weights,
                cudaStream_t stream);
