@@ -52,6 +52,9 @@ class Backend {
 
   // Memory. Contents of empty() are unspecified.
   virtual Tensor empty(const std::vector<int64_t>& shape, DType dtype) = 0;
+  // Inside a step, a copy into long-lived memory may land as early as the previous step's
+  // sampling (docs/engine.md, "Copies off the compute stream"): work queued after a sample call
+  // must not read such a buffer. The step's own later work sees the copy.
   virtual void copy_from_host(Tensor& dst, const void* src, size_t nbytes) = 0;
   virtual void copy_to_host(void* dst, const Tensor& src, size_t nbytes) = 0;
   // Writes a checkpoint tensor (any floating dtype) into rows [row_offset, row_offset +

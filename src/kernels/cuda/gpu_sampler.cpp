@@ -3,8 +3,9 @@
 // The batch travels as one block of bytes, laid out for the call's R (so a small batch copies
 // little): the per-row arrays, then the CSR offsets, then the token ids. The pinned buffers come
 // in two halves used in turn; a half is packed again only after its previous launch was
-// collected, i.e. after its upload and its result copy have completed. The device buffers are
-// single: the stream orders launch n + 1's upload and kernel after launch n's kernel and copy.
+// collected, i.e. after its upload and its result copy have completed; so is the device copy of
+// the packed batch. The results' device buffer is single (graphs read the tokens at a fixed
+// address): a kernel waits for the previous launch's result copy before it overwrites them.
 #include "kernels/cuda/gpu_sampler.h"
 
 #include <algorithm>
@@ -115,8 +116,12 @@ GpuSampler::GpuSampler(int64_t max_rows, int64_t vocab, int64_t max_history_toke
       NANOVLLM_CUDA_CHECK(cudaMallocHost(&host_in_[h], in_bytes_));
       NANOVLLM_CUDA_CHECK(cudaMallocHost(&host_out_[h], out_bytes_));
       NANOVLLM_CUDA_CHECK(cudaEventCreateWithFlags(&out_ready_[h], cudaEventDisableTiming));
+      NANOVLLM_CUDA_CHECK(cudaEventCreateWithFlags(&in_ready_[h], cudaEventDisableTiming));
+      NANOVLLM_CUDA_CHECK(cudaEventCreateWithFlags(&sampled_[h], cudaEventDisableTiming));
+      NANOVLLM_CUDA_CHECK(cudaMalloc(&dev_in_[h], in_bytes_));
     }
-    NANOVLLM_CUDA_CHECK(cudaMalloc(&dev_in_, in_bytes_));
+    NANOVLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&upload_, cudaStreamNonBlocking));
+    NANOVLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&download_, cudaStreamNonBlocking));
     NANOVLLM_CUDA_CHECK(cudaMalloc(&dev_out_, out_bytes_));
     NANOVLLM_CUDA_CHECK(cudaMalloc(&workspace_, ws_bytes_));
   } catch (...) {
@@ -128,17 +133,25 @@ GpuSampler::GpuSampler(int64_t max_rows, int64_t vocab, int64_t max_history_toke
 GpuSampler::~GpuSampler() { release(); }
 
 void GpuSampler::release() noexcept {
+  // Copies may still be in flight on the sampler's own streams (an uncollected launch). Not
+  // stream_: it is not ours, and may already be destroyed.
+  for (cudaStream_t s : {upload_, download_})
+    if (s) cudaStreamSynchronize(s);
   if (workspace_) cudaFree(workspace_);
   if (dev_out_) cudaFree(dev_out_);
-  if (dev_in_) cudaFree(dev_in_);
   for (int h = 0; h < 2; ++h) {
-    if (out_ready_[h]) cudaEventDestroy(out_ready_[h]);
+    if (dev_in_[h]) cudaFree(dev_in_[h]);
+    for (cudaEvent_t e : {out_ready_[h], in_ready_[h], sampled_[h]})
+      if (e) cudaEventDestroy(e);
     if (host_out_[h]) cudaFreeHost(host_out_[h]);
     if (host_in_[h]) cudaFreeHost(host_in_[h]);
-    out_ready_[h] = nullptr;
-    host_out_[h] = host_in_[h] = nullptr;
+    out_ready_[h] = in_ready_[h] = sampled_[h] = nullptr;
+    host_out_[h] = host_in_[h] = dev_in_[h] = nullptr;
   }
-  workspace_ = dev_out_ = dev_in_ = nullptr;
+  for (cudaStream_t s : {upload_, download_})
+    if (s) cudaStreamDestroy(s);
+  upload_ = download_ = nullptr;
+  workspace_ = dev_out_ = nullptr;
 }
 
 const int32_t* GpuSampler::device_tokens() const { return at<int32_t>(dev_out_, OutLayout(max_rows_, 0).token); }
@@ -249,9 +262,14 @@ void GpuSampler::launch(const void* logits, int64_t R, const SamplingBatch& b) {
   hist_off[n] = hn;
   ban_off[n] = bn;
 
-  // Upload, sample, download.
-  NANOVLLM_CUDA_CHECK(cudaMemcpyAsync(dev_in_, h, L.bytes, cudaMemcpyHostToDevice, stream_));
-  void* d = dev_in_;
+  // Upload (on upload_: this half's device copy was last read by a collected launch), sample on
+  // the logits' stream once the upload and the previous launch's result copy are done (the
+  // results' buffer is single), download on download_.
+  NANOVLLM_CUDA_CHECK(cudaMemcpyAsync(dev_in_[half], h, L.bytes, cudaMemcpyHostToDevice, upload_));
+  NANOVLLM_CUDA_CHECK(cudaEventRecord(in_ready_[half], upload_));
+  NANOVLLM_CUDA_CHECK(cudaStreamWaitEvent(stream_, in_ready_[half], 0));
+  NANOVLLM_CUDA_CHECK(cudaStreamWaitEvent(stream_, out_ready_[half ^ 1], 0));  // never recorded: no wait
+  void* d = dev_in_[half];
   gpu::SamplerParams p;
   p.temperature = at<float>(d, L.temperature);
   p.top_k = at<int32_t>(d, L.top_k);
@@ -276,8 +294,10 @@ void GpuSampler::launch(const void* logits, int64_t R, const SamplingBatch& b) {
   }
   gpu::sample(logits, R, vocab_, p, history, at<int32_t>(d, L.num_prompt), banned, H + B, N, workspace_, ws_bytes_,
               out, stream_);
-  NANOVLLM_CUDA_CHECK(cudaMemcpyAsync(host_out_[half], dev_out_, O.bytes, cudaMemcpyDeviceToHost, stream_));
-  NANOVLLM_CUDA_CHECK(cudaEventRecord(out_ready_[half], stream_));
+  NANOVLLM_CUDA_CHECK(cudaEventRecord(sampled_[half], stream_));
+  NANOVLLM_CUDA_CHECK(cudaStreamWaitEvent(download_, sampled_[half], 0));
+  NANOVLLM_CUDA_CHECK(cudaMemcpyAsync(host_out_[half], dev_out_, O.bytes, cudaMemcpyDeviceToHost, download_));
+  NANOVLLM_CUDA_CHECK(cudaEventRecord(out_ready_[half], download_));
   half_ = half;
   outstanding_[num_outstanding_++] = {half, R, N};
 }

@@ -3,7 +3,11 @@
 // Constructed once with its capacities; it allocates every device buffer and the pinned host
 // staging there, and never again. launch() packs the batch into pinned memory, uploads it with
 // one cudaMemcpyAsync, launches the kernel and queues one cudaMemcpyAsync of the results back;
-// collect() waits for that copy alone and unpacks. Two launches may be outstanding (the pinned
+// collect() waits for that copy alone and unpacks. The two copies run on the sampler's own
+// streams, joined to the logits' stream by events: the upload overlaps the work before the
+// kernel (the forward pass that makes the logits), and the result copy does not sit in the
+// logits' stream ahead of the next step (a copy in the stream between kernels holds the GPU for
+// its few µs of latency; batch-1 decode paid ~3 such copies per token). Two launches may be outstanding (the pinned
 // buffers come in two halves, each reused only after its launch was collected): the engine
 // queues step n + 1 before it collects step n. sample() is launch() then collect(). The tokens
 // of the latest launch stay on the device at device_tokens() until the next launch's kernel
@@ -11,9 +15,11 @@
 // A batch beyond a capacity is an Error that names it (nothing is allocated on the way). Not
 // thread-safe: one engine thread owns it.
 //
-// Memory: device and pinned ~(60 + 8 max_logprobs) bytes per row, plus 32 device bytes per
-// 8192 logits per row (the split rows' partial results, sized from max_rows and vocab); per
-// token of penalty history or ban list, 4 bytes pinned + 4 device + 16 device (the dedup table).
+// Memory: device and pinned ~(60 + 8 max_logprobs) bytes per row per half (the packed batch and
+// the results have two pinned halves; the batch also two device copies, the results one), plus
+// 32 device bytes per 8192 logits per row (the split rows' partial results, sized from max_rows
+// and vocab); per token of penalty history or ban list, 8 bytes pinned + 8 device (the two
+// halves) + 16 device (the dedup table).
 // Only rows with a penalty on (repetition != 1, presence or frequency != 0, and a token list)
 // send their history. It tells the launcher when no row can take the split path (a hint that
 // saves the split pass's launch).
@@ -66,7 +72,7 @@ class GpuSampler {
   size_t in_bytes_ = 0, out_bytes_ = 0, ws_bytes_ = 0;
   void* host_in_[2] = {nullptr, nullptr};   // pinned: the packed batch, per half
   void* host_out_[2] = {nullptr, nullptr};  // pinned: the results, per half
-  cudaEvent_t out_ready_[2] = {nullptr, nullptr};  // recorded after the half's result copy
+  cudaEvent_t out_ready_[2] = {nullptr, nullptr};  // recorded on download_ after the half's result copy
   struct Launched {
     int half;
     int64_t R;
@@ -75,8 +81,13 @@ class GpuSampler {
   Launched outstanding_[2] = {};  // oldest first
   int num_outstanding_ = 0;
   int half_ = 1;                  // the half the latest launch used
-  void* dev_in_ = nullptr;
-  void* dev_out_ = nullptr;
+  // Per half: the packed batch on the device (a half's launch n + 2 may upload while launch n + 1's
+  // kernel still reads the other half), and the events that join the streams.
+  void* dev_in_[2] = {nullptr, nullptr};
+  cudaEvent_t in_ready_[2] = {nullptr, nullptr};  // recorded on upload_ after the half's upload
+  cudaEvent_t sampled_[2] = {nullptr, nullptr};   // recorded on stream_ after the half's kernel
+  cudaStream_t upload_ = nullptr, download_ = nullptr;  // owned
+  void* dev_out_ = nullptr;  // single: device_tokens() is read at a fixed address by graphs
   void* workspace_ = nullptr;
   void release() noexcept;
 };

@@ -25,6 +25,7 @@
 #include "runtime/cuda_check.h"
 #include "runtime/cuda_device.h"
 #include "runtime/error.h"
+#include "runtime/env_switch.h"
 
 namespace nanovllm {
 namespace {
@@ -119,6 +120,9 @@ class CudaBackend final : public Backend {
     NANOVLLM_CUDA_CHECK(cudaSetDevice(device));
     name_ = "cuda:" + std::to_string(device) + " (" + cuda_device_summary(device) + ")";
     NANOVLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    NANOVLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&upload_stream_, cudaStreamNonBlocking));
+    NANOVLLM_CUDA_CHECK(cudaEventCreateWithFlags(&reads_done_, cudaEventDisableTiming));
+    NANOVLLM_CUDA_CHECK(cudaEventCreateWithFlags(&uploaded_, cudaEventDisableTiming));
     if (OpProfiler::enabled_by_env()) prof_ = std::make_unique<OpProfiler>(stream_);
     if (const char* v = std::getenv("NANOVLLM_PROFILE_DECODE_STEP")) profiled_decode_step_ = std::atol(v);
     NANOVLLM_CUDA_CHECK(cudaMalloc(&gemm_ws_, kGemmWorkspace));
@@ -141,6 +145,10 @@ class CudaBackend final : public Backend {
       cudaFreeHost(staging_[i]);
       cudaEventDestroy(staging_done_[i]);
     }
+    cudaStreamSynchronize(upload_stream_);
+    cudaEventDestroy(reads_done_);
+    cudaEventDestroy(uploaded_);
+    cudaStreamDestroy(upload_stream_);
     cudaStreamDestroy(stream_);
   }
 
@@ -174,7 +182,18 @@ class CudaBackend final : public Backend {
       char* stage = static_cast<char*>(staging_[half_]) + staging_used_;
       std::memcpy(stage, src, nbytes);
       staging_used_ = (staging_used_ + nbytes + 255) / 256 * 256;
-      NANOVLLM_CUDA_CHECK(cudaMemcpyAsync(dst.data(), stage, nbytes, cudaMemcpyHostToDevice, stream_));
+      if (!early_upload(dst.data())) {
+        NANOVLLM_CUDA_CHECK(cudaMemcpyAsync(dst.data(), stage, nbytes, cudaMemcpyHostToDevice, stream_));
+        return;
+      }
+      // On the upload stream, as soon as the previous step's reads are done (reads_done_), so the
+      // copy overlaps that step's sampling instead of sitting between two steps' kernels; the
+      // step's own work waits for it. (staging_done_, recorded on stream_ after that wait, still
+      // marks the staging half free.)
+      NANOVLLM_CUDA_CHECK(cudaStreamWaitEvent(upload_stream_, reads_done_, 0));
+      NANOVLLM_CUDA_CHECK(cudaMemcpyAsync(dst.data(), stage, nbytes, cudaMemcpyHostToDevice, upload_stream_));
+      NANOVLLM_CUDA_CHECK(cudaEventRecord(uploaded_, upload_stream_));
+      NANOVLLM_CUDA_CHECK(cudaStreamWaitEvent(stream_, uploaded_, 0));
       return;
     }
     // Outside a step (loading) or too large for staging: a synchronous copy is fine.
@@ -455,11 +474,13 @@ class CudaBackend final : public Backend {
   // the ones collected.
   SamplerOutput sample(const Tensor& logits, const SamplingBatch& batch) override {
     OpScope scope_(prof_.get(), "sample");
+    mark_reads_done();
     return sampler_for(logits, batch, "sample").sample(logits.data(), logits.dim(0), batch);
   }
 
   void sample_async(const Tensor& logits, const SamplingBatch& batch) override {
     OpScope scope_(prof_.get(), "sample");
+    mark_reads_done();
     sampler_for(logits, batch, "sample_async").launch(logits.data(), logits.dim(0), batch);
   }
 
@@ -495,6 +516,7 @@ class CudaBackend final : public Backend {
     half_ ^= 1;  // the other half's copies belong to the previous step, still maybe in flight
     NANOVLLM_CUDA_CHECK(cudaEventSynchronize(staging_done_[half_]));  // two steps back: done
     staging_used_ = 0;
+    reads_marked_ = false;
     arena_.reset();
     step_ws_ = nullptr;
     step_ws_bytes_ = 0;
@@ -511,6 +533,7 @@ class CudaBackend final : public Backend {
     in_step_ = false;
     decode_step_ = false;
     gemm_->set_per_shape(false);
+    if (!reads_marked_) NANOVLLM_CUDA_CHECK(cudaEventRecord(reads_done_, stream_));
     NANOVLLM_CUDA_CHECK(cudaEventRecord(staging_done_[half_], stream_));
     if (prof_) prof_->end_step();
     if (profiling_window_) {
@@ -665,9 +688,34 @@ class CudaBackend final : public Backend {
     sampler_vocab_ = l.vocab_size;
   }
 
+  // Early uploads (copy_from_host inside a step). A step reads its long-lived input buffers (the
+  // runner's) only before it samples; the sampler reads only its own buffers and the logits.
+  // So the next step's inputs may be copied once the previous step's work up to its sampling is
+  // done: reads_done_ is recorded on stream_ where a step samples (or at its end if it does
+  // not), and the upload stream waits for it. Step (arena) memory is excluded (the next step's
+  // arena reuses addresses the sampler may still be reading: the logits), as are uploads during
+  // a capture or the arena's measuring. Measured on an H200 (docs/performance.md): copies in
+  // stream_ between a step's kernels held the GPU ~5 us each at batch 1. NANOVLLM_EARLY_UPLOAD=0:
+  // every copy in stream order.
+  bool early_upload(const void* dst) const {
+    static const bool on = env_switch("NANOVLLM_EARLY_UPLOAD", true);
+    if (!on || arena_.measuring() || arena_.contains(dst)) return false;
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    NANOVLLM_CUDA_CHECK(cudaStreamIsCapturing(stream_, &status));
+    return status == cudaStreamCaptureStatusNone;
+  }
+  void mark_reads_done() {
+    if (!in_step_) return;
+    NANOVLLM_CUDA_CHECK(cudaEventRecord(reads_done_, stream_));
+    reads_marked_ = true;
+  }
+
   int device_;
   std::string name_;
   cudaStream_t stream_ = nullptr;
+  cudaStream_t upload_stream_ = nullptr;
+  cudaEvent_t reads_done_ = nullptr, uploaded_ = nullptr;
+  bool reads_marked_ = false;  // this step recorded reads_done_ where it sampled
   void* gemm_ws_ = nullptr;
   // Decode attention's split counters (ops.h): long-lived, zeroed once, left zero by every call.
   // Used (splits combined inside the split kernel, one launch) only for small batches: measured

@@ -27,6 +27,11 @@ class DeviceArena {
   void reset();
   size_t used() const { return used_; }
   size_t capacity() const { return capacity_; }
+  // Whether p lies in the block (memory a step hands out; not the measuring mode's allocations).
+  bool contains(const void* p) const {
+    const char* c = static_cast<const char*>(p);
+    return base_ && c >= base_ && c < base_ + capacity_;
+  }
   // Moves the bump pointer to `offset` if that is further: memory a replayed graph still holds.
   void reserve_to(size_t offset);
 
