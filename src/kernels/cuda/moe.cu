@@ -29,8 +29,8 @@
 #include "kernels/cuda/activation.cuh"
 #include "kernels/cuda/bf16_vec.cuh"
 #include "kernels/cuda/launch.cuh"
-#include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/tile_product.cuh"
 #include "runtime/cuda_check.h"
 
 namespace nanovllm::gpu {
@@ -38,20 +38,11 @@ namespace {
 
 using detail::bf16;
 
-// The products' tiles (mma.sync m16n8k16, float32 sums, a cp.async ring of `Stages` K-slices of
-// BK): BM rows x BN output columns per CTA, WM x WN warps over them, and KS warps splitting
-// each K-slice (their sums added at the end, ks order). Every KS = 1 config adds the k16 blocks
-// of K in ascending order into one accumulator, so Medium and Large give the same bits and any
-// step may pick either by size; Small (KS = 4) sums in another order, so only decode steps,
-// whose plans may depend on their size (docs/engine.md, "Batch invariance"), pick it.
-template <int BM_, int BN_, int WM_, int WN_, int KS_, int BK_, int Stages_>
-struct Tiles {
-  static constexpr int BM = BM_, BN = BN_, WM = WM_, WN = WN_, KS = KS_, BK = BK_, Stages = Stages_;
-  static constexpr int kThreads = 32 * WM * WN * KS;
-  static constexpr int MI = BM / WM / 16, NI = BN / WN / 8;  // m16 and n8 tiles per warp
-  static constexpr int kLds = BK + 8;  // smem row stride: rows 16 bytes apart in the banks (ldmatrix)
-  static_assert(MI >= 1 && NI % 2 == 0 && BK % (16 * KS) == 0);
-};
+// The products' tiles (tile_product.cuh). Every KS = 1 config gives the same bits, so Medium
+// and Large give the same bits and any step may pick either by size; Small (KS = 4) sums in
+// another order, so only decode steps, whose plans may depend on their size (docs/engine.md,
+// "Batch invariance"), pick it.
+using detail::Tiles;
 // Decode, up to ~16 rows per expert: many small CTAs, each streaming a narrow slice of an
 // expert's weights (the weights are the bytes; the MMAs mostly pad). Two shapes, with the same
 // K split (warp ks sums k16 blocks ks, ks + 4, ...: the same bits), picked per product by K:
@@ -235,155 +226,20 @@ struct GemmParams {
 // kSilu: w holds each expert's 2N rows, gate then up; out = bf16(silu(bf16 g)) * bf16(u).
 template <typename C, bool kGather, bool kSilu>
 __global__ void __launch_bounds__(C::kThreads) moe_gemm_kernel(GemmParams p) {
-  constexpr int BM = C::BM, BN = C::BN, BK = C::BK, kLds = C::kLds, kThreads = C::kThreads;
-  constexpr int MI = C::MI, NI = C::NI;
-  constexpr int kBRows = kSilu ? 2 * BN : BN;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  bf16* sa = reinterpret_cast<bf16*>(smem_raw);  // Stages x (BM x kLds)
-  bf16* sb = sa + C::Stages * BM * kLds;         // Stages x (kBRows x kLds)
-  detail::pdl_begin();
+  detail::pdl_begin();  // the tile's expert and rows come from the grouping kernel
   const int expert = p.tile_expert[blockIdx.y];
   if (expert < 0) return;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int64_t m0 = int64_t{blockIdx.y} * BM, n0 = int64_t{blockIdx.x} * BN;
-  const bf16* w = p.w + int64_t{expert} * p.w_rows * p.K;
-
-  // Each thread copies fixed rows of every stage: 16-byte chunk c = tid + i * kThreads is row
-  // c / kCpr, column (c % kCpr) * 8 of the tile.
-  constexpr int kCpr = BK / 8, kRowsPerPass = kThreads / kCpr;
-  constexpr int kAChunks = (BM * kCpr + kThreads - 1) / kThreads, kBChunks = kBRows * kCpr / kThreads;
-  static_assert(kThreads % kCpr == 0 && kBRows * kCpr % kThreads == 0);
-  const int col8 = (tid % kCpr) * 8;
-  const bf16* a_src[kAChunks];
-  bool a_ok[kAChunks];
-#pragma unroll
-  for (int i = 0; i < kAChunks; ++i) {
-    const int r = tid / kCpr + i * kRowsPerPass;
-    const int slot = r < BM ? p.sorted[m0 + r] : -1;
-    a_ok[i] = slot >= 0;
-    a_src[i] = p.a + (kGather ? (a_ok[i] ? int64_t{slot / p.k_choices} : 0) : m0 + (r < BM ? r : 0)) * p.K;
-  }
-  const bf16* b_src[kBChunks];
-  bool b_ok[kBChunks];
-#pragma unroll
-  for (int i = 0; i < kBChunks; ++i) {
-    const int r = tid / kCpr + i * kRowsPerPass;
-    const int64_t n = n0 + (kSilu ? r % BN : r);
-    b_ok[i] = n < p.N;
-    b_src[i] = w + ((kSilu && r >= BN ? p.N : 0) + (b_ok[i] ? n : 0)) * p.K;
-  }
-  auto load_stage = [&](int stage, int64_t k0) {
-    const bool k_ok = k0 + col8 < p.K;  // K % 8 == 0: a chunk is all in or all out
-    bf16* da = sa + stage * BM * kLds;
-    bf16* db = sb + stage * kBRows * kLds;
-#pragma unroll
-    for (int i = 0; i < kAChunks; ++i) {
-      const int r = tid / kCpr + i * kRowsPerPass;
-      if (BM * kCpr % kThreads != 0 && r >= BM) continue;
-      const bool ok = a_ok[i] && k_ok;
-      detail::cp_async16(da + r * kLds + col8, ok ? a_src[i] + k0 + col8 : p.a, ok);
-    }
-#pragma unroll
-    for (int i = 0; i < kBChunks; ++i) {
-      const int r = tid / kCpr + i * kRowsPerPass;
-      const bool ok = b_ok[i] && k_ok;
-      detail::cp_async16(db + r * kLds + col8, ok ? b_src[i] + k0 + col8 : p.w, ok);
-    }
+  const int64_t m0 = int64_t{blockIdx.y} * C::BM;
+  // Row r of the tile: its slot's row of x (kGather) or padded row m0 + r of act; padding: none.
+  const auto a_row = [&](int r) -> const bf16* {
+    const int slot = p.sorted[m0 + r];
+    if (slot < 0) return nullptr;
+    return p.a + (kGather ? int64_t{slot / p.k_choices} : m0 + r) * p.K;
   };
-
-  float acc[MI][NI][4] = {};    // [m16 tile][n8 tile][fragment]: gate (or the plain product)
-  float acc_u[MI][NI][4] = {};  // kSilu: up
-  const int plane = warp % (C::WM * C::WN), ks = warp / (C::WM * C::WN);
-  const int wm = (plane / C::WN) * (BM / C::WM), wn = (plane % C::WN) * (BN / C::WN);
-  const int ktiles = static_cast<int>((p.K + BK - 1) / BK);
-#pragma unroll
-  for (int s = 0; s < C::Stages - 1; ++s) {
-    if (s < ktiles) load_stage(s, int64_t{s} * BK);
-    detail::cp_async_commit();
-  }
-  for (int kt = 0; kt < ktiles; ++kt) {
-    detail::cp_async_wait<C::Stages - 2>();
-    __syncthreads();  // stage kt landed for all; stage kt - 1 (refilled next) is consumed
-    if (kt + C::Stages - 1 < ktiles)
-      load_stage((kt + C::Stages - 1) % C::Stages, int64_t{kt + C::Stages - 1} * BK);
-    detail::cp_async_commit();
-    const bf16* ta = sa + (kt % C::Stages) * BM * kLds;
-    const bf16* tb = sb + (kt % C::Stages) * kBRows * kLds;
-#pragma unroll
-    for (int kk = ks * 16; kk < BK; kk += 16 * C::KS) {
-      uint32_t af[MI][4];
-#pragma unroll
-      for (int mi = 0; mi < MI; ++mi)
-        detail::ldmatrix_x4(af[mi], ta + (wm + mi * 16 + lane % 16) * kLds + kk + (lane / 16) * 8);
-#pragma unroll
-      for (int half = 0; half < (kSilu ? 2 : 1); ++half) {
-        float(&c)[MI][NI][4] = half ? acc_u : acc;
-#pragma unroll
-        for (int nj = 0; nj < NI / 2; ++nj) {  // n8 tiles 2 nj and 2 nj + 1
-          uint32_t bf[4];
-          detail::ldmatrix_x4(
-              bf, tb + (half * BN + wn + nj * 16 + lane % 8 + (lane / 16) * 8) * kLds + kk + ((lane / 8) % 2) * 8);
-#pragma unroll
-          for (int mi = 0; mi < MI; ++mi) {
-            detail::mma_bf16(c[mi][2 * nj], af[mi], bf[0], bf[1]);
-            detail::mma_bf16(c[mi][2 * nj + 1], af[mi], bf[2], bf[3]);
-          }
-        }
-      }
-    }
-  }
-  detail::cp_async_wait<0>();
-
-  if constexpr (C::KS > 1) {
-    // The K-splitting warps' sums into warp ks = 0's, in ks order, through the ring's memory.
-    constexpr int kVals = MI * NI * 4 * (kSilu ? 2 : 1);
-    static_assert((C::KS - 1) * C::WM * C::WN * kVals * 32 * 4 <= C::Stages * (BM + kBRows) * kLds * 2);
-    float* red = reinterpret_cast<float*>(smem_raw) + plane * (C::KS - 1) * kVals * 32;
-    // Calls f(value, slot) for each of this thread's sums, slot v at red[32 v + lane].
-    const auto each_sum = [&](auto&& f) {
-      int v = 0;
-#pragma unroll
-      for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-        for (int ni = 0; ni < NI; ++ni)
-#pragma unroll
-          for (int fr = 0; fr < 4; ++fr) {
-            f(acc[mi][ni][fr], 32 * v++);
-            if (kSilu) f(acc_u[mi][ni][fr], 32 * v++);
-          }
-    };
-    __syncthreads();  // every warp is done reading the ring
-    if (ks > 0) {
-      float* mine = red + (ks - 1) * kVals * 32 + lane;
-      each_sum([&](float& a, int at) { mine[at] = a; });
-    }
-    __syncthreads();
-    if (ks > 0) return;
-    for (int o = 0; o < C::KS - 1; ++o) {
-      const float* theirs = red + o * kVals * 32 + lane;
-      each_sum([&](float& a, int at) { a += theirs[at]; });
-    }
-  }
-
-  // Fragment (mi, ni): rows wm + mi * 16 + lane / 4 (+ 8), columns wn + ni * 8 + 2 (lane % 4), + 1.
-#pragma unroll
-  for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-    for (int ni = 0; ni < NI; ++ni) {
-      const int64_t n = n0 + wn + ni * 8 + 2 * (lane % 4);
-      if (n >= p.N) continue;  // N % 8 == 0: both columns in or out
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int64_t r = m0 + wm + mi * 16 + lane / 4 + h * 8;
-        float v0 = acc[mi][ni][2 * h], v1 = acc[mi][ni][2 * h + 1];
-        if (kSilu) {
-          const auto round = [](float x) { return __bfloat162float(__float2bfloat16_rn(x)); };
-          v0 = detail::silu_bf16(round(v0)) * round(acc_u[mi][ni][2 * h]);
-          v1 = detail::silu_bf16(round(v1)) * round(acc_u[mi][ni][2 * h + 1]);
-        }
-        *reinterpret_cast<uint32_t*>(p.out + r * p.N + n) = detail::pack_bf16x2(v0, v1);
-      }
-    }
+  const auto out_row = [&](int r) -> bf16* { return p.out + (m0 + r) * p.N; };
+  detail::tile_product<C, kSilu>(smem_raw, a_row, p.w + int64_t{expert} * p.w_rows * p.K, p.N, p.K,
+                                 int64_t{blockIdx.x} * C::BN, [] {}, out_row);
 }
 
 // ---- 5. the weighted sum over each row's experts ----
@@ -436,8 +292,7 @@ Layout layout(int64_t T, int E, int k, int64_t H, int64_t I, int bm) {
 
 template <typename C, bool kGather, bool kSilu>
 void launch_gemm(const GemmParams& p, int max_tiles, cudaStream_t stream) {
-  constexpr int kBRows = kSilu ? 2 * C::BN : C::BN;
-  constexpr size_t smem = size_t{C::Stages} * (C::BM + kBRows) * C::kLds * sizeof(bf16);
+  constexpr size_t smem = C::smem_bytes(kSilu);
   static const bool attr_set = [] {  // above 48 KB needs the opt-in, once per kernel
     NANOVLLM_CUDA_CHECK(cudaFuncSetAttribute(moe_gemm_kernel<C, kGather, kSilu>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
