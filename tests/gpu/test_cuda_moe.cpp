@@ -9,9 +9,10 @@
 //   chosen expert in float32 with the kernel's bf16 roundings (g, u, silu(g), act, y) mirrored,
 //   then the float32 weighted sum. The output buffer is poisoned first (an unwritten element is
 //   a NaN) and every buffer has guards that must stay untouched.
-// - Every tile shape, forced and as picked for any step / a decode step, against the reference;
-//   the shapes that claim the same bits give them: 16-row split-K tiles with 64- or 256-wide
-//   K-slices, and 64x64 or 128x128 tiles (unsplit K).
+// - Every tile shape, forced and as picked for any step / a decode step, and the per-pair GEMV
+//   (decode steps with few pairs), against the reference; the shapes that claim the same bits
+//   give them: 16-row split-K tiles with 64- or 256-wide K-slices, and 64x64 or 128x128 tiles
+//   (unsplit K).
 // - A row's bits do not depend on the batch outside decode steps: each case's first row is
 //   run again alone (which picks 64-row tiles where the batch may have picked 128).
 // Without a GPU the tests are SKIPPED, except the argument checks.
@@ -193,9 +194,11 @@ TEST(CudaMoe, MlpMatchesCpuReference) {
     };
     const Mode modes[] = {{"any", false, gpu::MoeTiles::kAuto},        {"decode", true, gpu::MoeTiles::kAuto},
                           {"16x32", true, gpu::MoeTiles::kSmallWide},  {"16x16K", true, gpu::MoeTiles::kSmallLong},
-                          {"64x64", false, gpu::MoeTiles::kMedium},    {"128x128", false, gpu::MoeTiles::kLarge}};
-    std::vector<uint16_t> outs[6];
-    for (int mode = 0; mode < 6; ++mode) {
+                          {"64x64", false, gpu::MoeTiles::kMedium},    {"128x128", false, gpu::MoeTiles::kLarge},
+                          {"gemv", true, gpu::MoeTiles::kGemv}};
+    constexpr int kModes = sizeof(modes) / sizeof(modes[0]);
+    std::vector<uint16_t> outs[kModes];
+    for (int mode = 0; mode < kModes; ++mode) {
       const bool decode = modes[mode].decode;
       SCOPED_TRACE(modes[mode].name);
       const std::vector<uint16_t>& out = outs[mode] =

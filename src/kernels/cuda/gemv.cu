@@ -59,6 +59,11 @@ struct Params {
   float eps;
   int N, K;
   bool prefetch;
+  // EXPERTS (gemv_experts): pair y = blockIdx.y reads x row y / x_div and expert
+  // experts[y]'s matrix (w_rows rows from row experts[y] * w_rows), and writes out row y.
+  const int32_t* experts;
+  int64_t w_rows;
+  int x_div;
 };
 
 __device__ __forceinline__ void to_float8(const uint4& u, float (&f)[8]) {
@@ -71,7 +76,7 @@ __device__ __forceinline__ void to_float8(const uint4& u, float (&f)[8]) {
   }
 }
 
-template <int M, int KSPLIT, bool NORM, Epi EPI>
+template <int M, int KSPLIT, bool NORM, Epi EPI, bool EXPERTS = false>
 __global__ void __launch_bounds__(kThreads) gemv_kernel(const Params p) {
   static_assert(kThreads % (32 * KSPLIT) == 0, "a CTA holds whole warp groups");
   constexpr int kStride = 32 * KSPLIT;  // chunks between one lane's consecutive chunks
@@ -84,18 +89,31 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const Params p) {
   const int group = warp / KSPLIT, wsub = warp % KSPLIT;
   const int n0 = group * kCols;
   const int chunks = K / 8;
+  // The operands: the whole x, w and out, or (EXPERTS) this pair's, which needs the routing
+  // the kernel before wrote: so the wait comes first and nothing is prefetched.
+  const bf16* wb = p.w;
+  const bf16* xb = p.x;
+  bf16* ob = p.out;
+  if constexpr (EXPERTS) {
+    static_assert(M == 1, "one row per (row, expert) pair");
+    detail::pdl_begin();
+    const int64_t pair = blockIdx.y;
+    wb += int64_t{__ldg(p.experts + pair)} * p.w_rows * K;
+    xb += pair / p.x_div * K;
+    ob += pair * N;
+  }
   const uint4* wrow[kRows];
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {  // a missing last column re-reads column n0 (result dropped)
     const int64_t row = EPI == Epi::kSilu ? n0 + int64_t{r} * N : (n0 + r < N ? n0 + r : n0);
-    wrow[r] = reinterpret_cast<const uint4*>(p.w + row * K);
+    wrow[r] = reinterpret_cast<const uint4*>(wb + row * K);
   }
   // The weights are no earlier kernel's output, so the first pass's weight bytes head for L2
   // before the wait (launch.cuh): with PDL on, that overlaps the previous kernel. For K <= 1024
   // (KSPLIT 1) the first pass is the whole row. Without PDL (`prefetch` false: pre-Hopper
   // cards, NANOVLLM_PDL=0) nothing runs meanwhile and the prefetch only costs: measured on the
   // H200 with PDL off, Qwen3-0.6B batch 1 went 1.186 -> 1.245 ms per token with it.
-  if (p.prefetch && n0 < N) {
+  if (!EXPERTS && p.prefetch && n0 < N) {
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
 #pragma unroll
@@ -104,7 +122,7 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const Params p) {
         if (c < chunks) asm volatile("prefetch.global.L2 [%0];" ::"l"(wrow[r] + c));
       }
   }
-  detail::pdl_begin();  // launch.cuh: before reading x or touching out
+  if constexpr (!EXPERTS) detail::pdl_begin();  // launch.cuh: before reading x or touching out
   // KSPLIT 1: whole warps leave; KSPLIT > 1: the CTA is one group and all of it stays for the
   // barrier below (its rows exist: the grid has one CTA per row pair).
   if (n0 >= N) return;
@@ -114,7 +132,7 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const Params p) {
   float prev = 0.f;
   if constexpr (EPI == Epi::kAdd) {
     const int c = lane / M, m = lane % M;
-    if (wsub == 0 && c < kCols && n0 + c < N) prev = __bfloat162float(p.out[int64_t{m} * N + n0 + c]);
+    if (wsub == 0 && c < kCols && n0 + c < N) prev = __bfloat162float(ob[int64_t{m} * N + n0 + c]);
   }
   float acc[kRows][M];
   float ss[M];  // NORM: this lane's part of sum(x^2) per row
@@ -124,7 +142,7 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const Params p) {
 #pragma unroll
     for (int r = 0; r < kRows; ++r) acc[r][m] = 0.f;
   }
-  const uint4* xrow = reinterpret_cast<const uint4*>(p.x);
+  const uint4* xrow = reinterpret_cast<const uint4*>(xb);
   const uint4* grow = reinterpret_cast<const uint4*>(p.norm_w);
 
   for (int c0 = lane + 32 * wsub; c0 < chunks; c0 += kStride * kUnroll) {
@@ -205,12 +223,12 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const Params p) {
           const float bu = p.bias ? __bfloat162float(p.bias[N + n0]) : 0.f;
           const float g = __bfloat162float(__float2bfloat16_rn(acc[0][m] * inv + bg));
           const float u = __bfloat162float(__float2bfloat16_rn(acc[1][m] * inv + bu));
-          p.out[o] = __float2bfloat16_rn(detail::silu_bf16(g) * u);
+          ob[o] = __float2bfloat16_rn(detail::silu_bf16(g) * u);
         } else {
           const float b = p.bias ? __bfloat162float(p.bias[n0 + c]) : 0.f;
           float y = acc[c][m] * inv + b;
           if constexpr (EPI == Epi::kAdd) y = __bfloat162float(__float2bfloat16_rn(y)) + prev;
-          p.out[o] = __float2bfloat16_rn(y);
+          ob[o] = __float2bfloat16_rn(y);
         }
       }
 }
@@ -221,6 +239,15 @@ void launch(const Params& p, cudaStream_t stream) {
   const int64_t warps = (int64_t{p.N} + cols - 1) / cols * KSPLIT;
   const int64_t blocks = (warps * 32 + kThreads - 1) / kThreads;
   detail::launch(gemv_kernel<M, KSPLIT, NORM, EPI>, static_cast<unsigned>(blocks), kThreads, 0, stream, p);
+  NANOVLLM_CUDA_CHECK_LAUNCH();
+}
+
+template <int KSPLIT, Epi EPI>
+void launch_experts(const Params& p, int64_t pairs, cudaStream_t stream) {
+  constexpr int cols = EPI == Epi::kSilu ? 1 : kRowsPerWarp;
+  const int64_t warps = (int64_t{p.N} + cols - 1) / cols * KSPLIT;
+  const dim3 grid(static_cast<unsigned>((warps * 32 + kThreads - 1) / kThreads), static_cast<unsigned>(pairs));
+  detail::launch(gemv_kernel<1, KSPLIT, false, EPI, true>, grid, kThreads, 0, stream, p);
   NANOVLLM_CUDA_CHECK_LAUNCH();
 }
 
@@ -294,10 +321,30 @@ void gemv_fused(const void* x, const void* w, const void* bias, void* out, int64
   }
   Params p{static_cast<const bf16*>(x), static_cast<const bf16*>(w), static_cast<const bf16*>(bias),
            static_cast<bf16*>(out), static_cast<const bf16*>(norm_weight), eps, static_cast<int>(N),
-           static_cast<int>(K), detail::pdl_enabled()};
+           static_cast<int>(K), detail::pdl_enabled(), nullptr, 0, 1};
   const bool norm = norm_weight != nullptr;
   if (k_split == 4) launch_fused<4>(M, norm, epi, p, stream);
   else launch_fused<1>(M, norm, epi, p, stream);
+}
+
+void gemv_experts(const void* x, int x_div, const void* w, int64_t w_rows, const int32_t* experts, void* out,
+                  int64_t pairs, int64_t N, int64_t K, bool silu, cudaStream_t stream) {
+  const char* op = "gemv_experts";
+  detail::require(x && w && experts && out, op, "null pointer");
+  detail::require(pairs >= 1 && pairs <= 65535 && x_div >= 1, op,
+                  "needs 1 <= pairs <= 65535 and x_div >= 1, got " + std::to_string(pairs) + ", " +
+                      std::to_string(x_div));
+  detail::require(N >= 1 && K >= 8 && K % 8 == 0 && (silu ? 2 * N : N) <= w_rows && w_rows * K <= INT64_MAX / 2 &&
+                      N <= INT32_MAX && K <= INT32_MAX,
+                  op, "bad sizes N=" + std::to_string(N) + " K=" + std::to_string(K) + " w_rows=" + std::to_string(w_rows));
+  detail::require(detail::aligned16(x) && detail::aligned16(w), op, "x and w must be 16-byte aligned");
+  Params p{static_cast<const bf16*>(x), static_cast<const bf16*>(w), nullptr, static_cast<bf16*>(out), nullptr, 0.f,
+           static_cast<int>(N), static_cast<int>(K), false, experts, w_rows, x_div};
+  // Long rows (K >= 3 N: Mixtral's down product) split K over a CTA's warps, as the dense GEMV
+  // does for short, wide matrices; otherwise a warp per column pair.
+  const bool ksplit = K >= 3 * N;
+  if (silu) ksplit ? launch_experts<4, Epi::kSilu>(p, pairs, stream) : launch_experts<1, Epi::kSilu>(p, pairs, stream);
+  else ksplit ? launch_experts<4, Epi::kStore>(p, pairs, stream) : launch_experts<1, Epi::kStore>(p, pairs, stream);
 }
 
 }  // namespace nanovllm::gpu

@@ -143,8 +143,12 @@ bool paged_attention_prefill_uses_wgmma();
 std::string moe_unsupported(int E, int k, int64_t H, int64_t I);
 // `tiles` forces the products' tile shapes (tests: the bits each pair below claims to share);
 // kAuto picks by rows per expert, `decode` and K. kSmallWide and kSmallLong (16-row tiles whose
-// warps split K the same way) give the same bits; so do kMedium and kLarge (K unsplit).
-enum class MoeTiles { kAuto, kSmallWide, kSmallLong, kMedium, kLarge };
+// warps split K the same way) give the same bits; so do kMedium and kLarge (K unsplit). kGemv:
+// no tiles, a GEMV per (row, expert) pair (gemv_experts), which kAuto picks for decode steps of
+// one row, or of at most kMoeGemvMaxPairs pairs and pairs <= E / 4 (NANOVLLM_MOE_GEMV=0:
+// never); its own bits.
+enum class MoeTiles { kAuto, kSmallWide, kSmallLong, kMedium, kLarge, kGemv };
+constexpr int64_t kMoeGemvMaxPairs = 16;
 size_t moe_workspace_bytes(int64_t T, int E, int k, int64_t H, int64_t I, bool decode,
                            MoeTiles tiles = MoeTiles::kAuto);
 void moe_mlp(const void* x, const void* router_logits, const void* gate_up, const void* down, void* out, int64_t T,
@@ -164,6 +168,15 @@ bool gemv_supported(int64_t M, int64_t N, int64_t K, const void* x, const void* 
                     const void* out);
 void gemv(const void* x, const void* w, const void* bias, void* out, int64_t M, int64_t N, int64_t K,
           cudaStream_t stream, int k_split = 1);
+
+// The GEMV over (row, expert) pairs (gemv.cu; moe_mlp's path for decode steps with few pairs):
+// for pair p < pairs, with e = experts[p] (device memory, written by the kernel before: read
+// after the PDL wait), out row p (N wide) = x row p / x_div times expert e's matrix, its w_rows
+// rows from row e * w_rows of w; silu: that matrix's first N rows are the gate, the next N the
+// up rows, and out = bf16(silu(bf16 g)) * bf16(u) as gemv_fused's kSiluMul. Float32 sums, one
+// pair per grid row: a pair's bits do not depend on the others.
+void gemv_experts(const void* x, int x_div, const void* w, int64_t w_rows, const int32_t* experts, void* out,
+                  int64_t pairs, int64_t N, int64_t K, bool silu, cudaStream_t stream);
 
 // The GEMV with the decoder's neighbouring ops folded in (gemv.cu), for M in {1, 2, 4, 8} (the
 // decode ladder; gemv_fused_rows), one kernel each:
