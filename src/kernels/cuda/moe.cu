@@ -72,8 +72,8 @@ TileChoice pick_tiles(int64_t T, int E, int k, int64_t H, int64_t I, bool decode
   const int64_t slots = T * k, rows_per_expert = slots / std::max<int64_t>(1, std::min<int64_t>(E, slots));
   // A few (row, expert) pairs whose experts are (nearly) all different: each pair a GEMV, which
   // streams its expert's rows at the dense GEMV's rate, where a 16-row tile holding 1-2 real
-  // rows is mostly fixed cost. A row's k experts are distinct, so one row always qualifies;
-  // more rows only while pairs <= E / 4 (two pairs on one expert read it twice). H200
+  // rows is mostly fixed cost. Up to 16 pairs: one row (its k experts are distinct), or more
+  // rows while pairs <= E / 4 (two pairs on one expert read it twice). H200
   // (CudaMoePerf.LayerTiming, tiles -> GEMV): Qwen3-30B-A3B 1 / 2 rows 48.0 -> 34.8 / 71.8 ->
   // 51.9 us; Mixtral 8x7B 1 row 226 -> 178 us, but 2 rows (4 pairs on 8 experts) 302 -> 334 us
   // and 8 rows 683 -> 1,274 us.

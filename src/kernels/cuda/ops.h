@@ -145,8 +145,8 @@ std::string moe_unsupported(int E, int k, int64_t H, int64_t I);
 // kAuto picks by rows per expert, `decode` and K. kSmallWide and kSmallLong (16-row tiles whose
 // warps split K the same way) give the same bits; so do kMedium and kLarge (K unsplit). kGemv:
 // no tiles, a GEMV per (row, expert) pair (gemv_experts), which kAuto picks for decode steps of
-// one row, or of at most kMoeGemvMaxPairs pairs and pairs <= E / 4 (NANOVLLM_MOE_GEMV=0:
-// never); its own bits.
+// at most kMoeGemvMaxPairs pairs that are one row, or whose pairs are <= E / 4
+// (NANOVLLM_MOE_GEMV=0: never); its own bits.
 enum class MoeTiles { kAuto, kSmallWide, kSmallLong, kMedium, kLarge, kGemv };
 constexpr int64_t kMoeGemvMaxPairs = 16;
 size_t moe_workspace_bytes(int64_t T, int E, int k, int64_t H, int64_t I, bool decode,
